@@ -1,0 +1,77 @@
+/**
+ * The validated, frozen form of one agent definition (SPEC §2). Produced once
+ * by `parseAgentDefinition`; nothing downstream re-reads raw TOML/JSON.
+ * Durations are milliseconds here (the file says seconds).
+ */
+export interface DeploymentSettings {
+  /** argv template; placeholders `{port}` `{host}` `{config}` `{name}` `{dir}`; never run through a shell. */
+  readonly command: readonly string[];
+  /** Added to the inherited environment. */
+  readonly env: Readonly<Record<string, string>>;
+  /** 0 = lease the next free port; otherwise this fixed port. */
+  readonly port: number;
+  readonly autostart: boolean;
+  /** Undefined = server `restart_on_failure`. */
+  readonly autoRestart: boolean | undefined;
+  /** Undefined = server `max_restarts`. */
+  readonly maxRestarts: number | undefined;
+  /** First backoff delay (default 1000); doubles per consecutive restart, capped at 30 s. */
+  readonly restartDelayMs: number;
+  /** Healthy uptime after which the restart count resets (default 60000). */
+  readonly stableAfterMs: number;
+  /** `""` disables HTTP probing (default `/status`). */
+  readonly healthPath: string;
+  /** Undefined = server `health_check_interval`. */
+  readonly healthCheckIntervalMs: number | undefined;
+  /** Default 10000. */
+  readonly healthTimeoutMs: number;
+  /** Default 3. */
+  readonly failureThreshold: number;
+  /** Default 30000. */
+  readonly startTimeoutMs: number;
+  /** Grace between SIGTERM and SIGKILL (default 10000). */
+  readonly stopTimeoutMs: number;
+}
+
+export interface ResourceSettings {
+  /** Resident memory limit of the process group in bytes; undefined = none. */
+  readonly memoryLimitBytes: number | undefined;
+}
+
+export interface AgentDefinition {
+  readonly name: string;
+  readonly version: string;
+  readonly description: string;
+  readonly capabilities: readonly string[];
+  /** Absolute path of agent.toml / agent.json. */
+  readonly configPath: string;
+  /** Absolute path of the agent's directory (cwd of its process). */
+  readonly dir: string;
+  readonly deployment: DeploymentSettings;
+  readonly resources: ResourceSettings;
+  /** Non-fatal problems (unknown keys, ignored agent.json), shown in status. */
+  readonly warnings: readonly string[];
+}
+
+/** One entry found by discovery: usable, or INVALID with a message naming file, key and problem. */
+export type DiscoveredAgent =
+  | { readonly kind: "valid"; readonly definition: AgentDefinition }
+  | {
+      readonly kind: "invalid";
+      readonly name: string;
+      readonly configPath: string;
+      readonly dir: string;
+      /** "<file>: <key path>: <problem>" (with line for TOML syntax errors). */
+      readonly message: string;
+      readonly warnings: readonly string[];
+    };
+
+/** The default `[deployment].command` (SPEC §2); `atoll-agent` resolves to the bundled runtime. */
+export const DEFAULT_COMMAND: readonly string[] = Object.freeze([
+  "atoll-agent",
+  "--server",
+  "--port",
+  "{port}",
+  "--agent",
+  "{config}",
+]);

@@ -1,0 +1,13 @@
+import { defineConfig } from "vitest/config";
+
+export default defineConfig({
+  test: {
+    include: ["tests/**/*.test.ts"],
+    // Real processes and sockets: generous per-test timeouts, never fixed sleeps.
+    testTimeout: 30_000,
+    hookTimeout: 30_000,
+    // Two cores: keep files in separate forks so a crashing test cannot take others down.
+    pool: "forks",
+    maxWorkers: 2,
+  },
+});
