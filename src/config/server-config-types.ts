@@ -1,0 +1,34 @@
+/**
+ * The effective server configuration (SPEC §3) after merging
+ * defaults < config file < ATOLL_DEPLOY_* environment < flags.
+ * Durations in milliseconds.
+ */
+export interface ServerConfig {
+  /** false: `serve` says the server is disabled by config and exits 0. */
+  readonly enabled: boolean;
+  /** Address agents bind and are probed on (`{host}`); default "localhost". */
+  readonly host: string;
+  /** First agent port; default 8100. */
+  readonly basePort: number;
+  /** Last agent port; default basePort + 999. */
+  readonly maxPort: number;
+  /** Most agents live at once; default 10. */
+  readonly maxAgents: number;
+  /** Default probe period; default 30000. */
+  readonly healthCheckIntervalMs: number;
+  /** Default for `auto_restart`; default true. */
+  readonly restartOnFailure: boolean;
+  /** Default for agents' `max_restarts`; default 3. */
+  readonly maxRestarts: number;
+  /** Absolute path of the discovery root; default `<cwd>/atoll_agents`. */
+  readonly agentsDirectory: string;
+  /** gRPC address, `host:port` or `unix:/path`; default "127.0.0.1:50051". */
+  readonly listen: string;
+  /** Absolute path of the state directory (state.json, logs/). */
+  readonly stateDir: string;
+  readonly authTokenFile: string | undefined;
+  readonly tlsCert: string | undefined;
+  readonly tlsKey: string | undefined;
+  readonly tlsClientCa: string | undefined;
+  readonly logLevel: "debug" | "info" | "warn" | "error";
+}
