@@ -1,0 +1,84 @@
+/**
+ * The agent lifecycle as data: state names, the legal edges between them, and
+ * the one function allowed to change an agent's state (docs/lifecycle.md).
+ */
+
+export type AgentStateName =
+  | "DISCOVERED"
+  | "STARTING"
+  | "RUNNING"
+  | "BACKOFF"
+  | "STOPPING"
+  | "STOPPED"
+  | "FAILED"
+  | "INVALID";
+
+export type HealthName = "UNKNOWN" | "HEALTHY" | "UNHEALTHY";
+
+/** States that count against `max_agents` and hold a port lease. */
+export const LIVE_STATES: ReadonlySet<AgentStateName> = new Set([
+  "STARTING",
+  "RUNNING",
+  "BACKOFF",
+  "STOPPING",
+]);
+
+export function isLive(state: AgentStateName): boolean {
+  return LIVE_STATES.has(state);
+}
+
+const EDGES: Readonly<Record<AgentStateName, readonly AgentStateName[]>> = {
+  DISCOVERED: ["STARTING", "RUNNING", "INVALID"],
+  STOPPED: ["STARTING", "RUNNING", "INVALID"],
+  FAILED: ["STARTING", "RUNNING", "INVALID"],
+  STARTING: ["RUNNING", "BACKOFF", "FAILED", "STOPPED", "STOPPING"],
+  RUNNING: ["BACKOFF", "FAILED", "STOPPED", "STOPPING"],
+  BACKOFF: ["STARTING", "STOPPING", "STOPPED", "FAILED"],
+  STOPPING: ["STOPPED"],
+  INVALID: ["DISCOVERED", "INVALID"],
+};
+
+/** True when `from → to` is a legal edge of the lifecycle. */
+export function canTransition(from: AgentStateName, to: AgentStateName): boolean {
+  return EDGES[from].includes(to);
+}
+
+/** How an agent's process ended. `code` is null when it died by a signal. */
+export interface ExitRecord {
+  readonly code: number | null;
+  readonly signal: string | null;
+  readonly atMs: number;
+}
+
+/** The lifecycle part of an agent's status; changed only by `transition`. */
+export interface Lifecycle {
+  readonly state: AgentStateName;
+  /** UPPER_SNAKE machine reason, "" when none. */
+  readonly reason: string;
+  readonly message: string;
+  /** When the agent entered `state`, ms since epoch. */
+  readonly sinceMs: number;
+}
+
+export class IllegalTransitionError extends Error {
+  override readonly name = "IllegalTransitionError";
+}
+
+/**
+ * Returns the lifecycle after moving to `to`, or throws IllegalTransitionError for
+ * an edge the state machine does not have (a bug in the caller, never user input).
+ */
+export function transition(
+  current: Lifecycle,
+  to: AgentStateName,
+  reason: string,
+  message: string,
+  nowMs: number,
+): Lifecycle {
+  if (!canTransition(current.state, to)) {
+    throw new IllegalTransitionError(
+      `illegal agent state transition ${current.state} -> ${to} (${reason})`,
+    );
+  }
+  return Object.freeze({ state: to, reason, message, sinceMs: nowMs });
+}
