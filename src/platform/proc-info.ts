@@ -1,0 +1,250 @@
+/**
+ * Facts about processes read straight from Linux `/proc`: start times (to tell a live agent from a
+ * recycled pid), process-group membership, resident memory, and which process listens on a port.
+ * Every function is synchronous and cheap except the whole-`/proc` scans, which callers run at
+ * most every few seconds or on error paths.
+ */
+
+import { readdirSync, readFileSync, readlinkSync } from "node:fs";
+
+/** The fields of `/proc/<pid>/stat` this project uses. */
+export interface ProcStat {
+  readonly pid: number;
+  /** Executable name as the kernel keeps it (at most 15 bytes; may hold spaces and parentheses). */
+  readonly comm: string;
+  /** One-letter state: R, S, D, Z (zombie), T, t, X, I... */
+  readonly state: string;
+  readonly ppid: number;
+  /** Process group id. */
+  readonly pgrp: number;
+  /** Start time in clock ticks since boot (field 22); stable for the life of the process. */
+  readonly startTimeTicks: number;
+  /** Resident set size in pages (field 24). */
+  readonly rssPages: number;
+}
+
+/**
+ * Parses the text of `/proc/<pid>/stat`. `comm` (field 2) is wrapped in parentheses but may itself
+ * contain spaces and parentheses, so it runs from the first `(` to the *last* `)`; every later field
+ * is space-separated. Returns undefined for text that does not have that shape.
+ */
+export function parseProcStat(text: string): ProcStat | undefined {
+  const open = text.indexOf("(");
+  const close = text.lastIndexOf(")");
+  if (open < 1 || close < open) return undefined;
+  const pid = Number(text.slice(0, open).trim());
+  // After ") " come fields 3, 4, 5, ...: field N sits at index N - 3.
+  const rest = text
+    .slice(close + 1)
+    .trim()
+    .split(" ");
+  const state = rest[0];
+  const ppid = Number(rest[1]);
+  const pgrp = Number(rest[2]);
+  const startTimeTicks = Number(rest[22 - 3]);
+  const rssPages = Number(rest[24 - 3]);
+  if (
+    state === undefined ||
+    !Number.isSafeInteger(pid) ||
+    !Number.isSafeInteger(ppid) ||
+    !Number.isSafeInteger(pgrp) ||
+    !Number.isSafeInteger(startTimeTicks) ||
+    !Number.isSafeInteger(rssPages)
+  ) {
+    return undefined;
+  }
+  return { pid, comm: text.slice(open + 1, close), state, ppid, pgrp, startTimeTicks, rssPages };
+}
+
+/** Reads and parses `/proc/<pid>/stat`; undefined when the process does not exist (or vanished). */
+export function readProcStat(pid: number): ProcStat | undefined {
+  if (!Number.isSafeInteger(pid) || pid <= 0) return undefined;
+  let text: string;
+  try {
+    text = readFileSync(`/proc/${pid}/stat`, "utf8");
+  } catch {
+    // ENOENT/ESRCH: the process is gone; any other error means we cannot know, which callers
+    // treat the same way ("no facts").
+    return undefined;
+  }
+  return parseProcStat(text);
+}
+
+/**
+ * Start time of `pid` in clock ticks since boot (field 22 of `/proc/<pid>/stat`), or undefined when
+ * no such process exists. Together with the pid it identifies a process across pid reuse.
+ */
+export function readProcessStartTime(pid: number): number | undefined {
+  return readProcStat(pid)?.startTimeTicks;
+}
+
+/** Process group of `pid`, or undefined when no such process exists. */
+export function readProcessGroup(pid: number): number | undefined {
+  return readProcStat(pid)?.pgrp;
+}
+
+function isDead(state: string): boolean {
+  // Z: zombie (exited, not yet reaped); X: dead. Neither runs code or holds a port.
+  return state === "Z" || state === "X";
+}
+
+/**
+ * True when `pid` is still the process that started at `startTimeTicks` and has not exited
+ * (a zombie is not "the same live process"). Used to adopt agents after a daemon restart.
+ */
+export function isSameProcess(pid: number, startTimeTicks: number): boolean {
+  const stat = readProcStat(pid);
+  return stat !== undefined && stat.startTimeTicks === startTimeTicks && !isDead(stat.state);
+}
+
+/**
+ * True when a process with this pid exists and has not exited. A zombie counts as dead. Falls back
+ * to `kill(pid, 0)` alone when `/proc` cannot be read.
+ */
+export function isProcessAlive(pid: number): boolean {
+  if (!Number.isSafeInteger(pid) || pid <= 0 || !signalZero(pid)) return false;
+  const stat = readProcStat(pid);
+  // No stat although kill(pid, 0) succeeded: it exited just now, or /proc is hidden; ask again.
+  return stat === undefined ? signalZero(pid) : !isDead(stat.state);
+}
+
+/** kill(pid, 0): true when the process (or, for a negative id, the group) exists, zombies included. */
+function signalZero(id: number): boolean {
+  try {
+    process.kill(id, 0);
+    return true;
+  } catch (error) {
+    // EPERM: it exists but belongs to someone we may not signal.
+    return (error as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
+/** Numeric entries of `/proc`, i.e. every visible pid; empty when `/proc` is unreadable. */
+function listPids(): number[] {
+  let names: string[];
+  try {
+    names = readdirSync("/proc");
+  } catch {
+    return [];
+  }
+  const pids: number[] = [];
+  for (const name of names) {
+    const pid = Number(name);
+    if (Number.isSafeInteger(pid) && pid > 0) pids.push(pid);
+  }
+  return pids;
+}
+
+/** Live (non-zombie) processes whose process group is `pgid`, by scanning `/proc/<pid>/stat`. */
+export function listGroupMembers(pgid: number): ProcStat[] {
+  const members: ProcStat[] = [];
+  for (const pid of listPids()) {
+    const stat = readProcStat(pid);
+    if (stat !== undefined && stat.pgrp === pgid && !isDead(stat.state)) members.push(stat);
+  }
+  return members;
+}
+
+/**
+ * The kernel page size in bytes, read once at load from the auxiliary vector (`AT_PAGESZ` in
+ * `/proc/self/auxv`) rather than by spawning `getconf`. Falls back to 4096, the page size of
+ * x86-64 and of most arm64 kernels, when the vector cannot be read.
+ */
+export const PAGE_SIZE_BYTES: number = readAuxvPageSize() ?? 4096;
+
+function readAuxvPageSize(): number | undefined {
+  const AT_PAGESZ = 6n;
+  try {
+    const auxv = readFileSync("/proc/self/auxv");
+    // 64-bit little/big endian pairs of (type, value); this runs on the host's own ABI.
+    const little = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+    for (let offset = 0; offset + 16 <= auxv.length; offset += 16) {
+      const type = little ? auxv.readBigUInt64LE(offset) : auxv.readBigUInt64BE(offset);
+      if (type === AT_PAGESZ) {
+        const value = little ? auxv.readBigUInt64LE(offset + 8) : auxv.readBigUInt64BE(offset + 8);
+        return Number(value);
+      }
+    }
+  } catch {
+    // Not Linux or /proc hidden: the caller falls back to a sane default.
+  }
+  return undefined;
+}
+
+/**
+ * Resident memory in bytes of every live process in process group `pgid` (an agent and all its
+ * helpers): the sum of their RSS pages times the page size. 0 when the group has no member.
+ * Shared pages are counted once per process, so this overestimates slightly; it is a limit check,
+ * not an accounting tool.
+ */
+export function groupResidentBytes(pgid: number): number {
+  let pages = 0;
+  for (const member of listGroupMembers(pgid)) pages += member.rssPages;
+  return pages * PAGE_SIZE_BYTES;
+}
+
+/** A process that holds a listening TCP socket. */
+export interface PortHolder {
+  readonly pid: number;
+  /** Executable name from `/proc/<pid>/stat`. */
+  readonly command: string;
+}
+
+/** Socket inodes of TCP sockets (listening or merely bound) on local port `port`, IPv4 and IPv6. */
+function socketInodesOnPort(port: number): Set<string> {
+  const inodes = new Set<string>();
+  const wantedPort = port.toString(16).toUpperCase().padStart(4, "0");
+  for (const table of ["/proc/net/tcp", "/proc/net/tcp6"]) {
+    let text: string;
+    try {
+      text = readFileSync(table, "utf8");
+    } catch {
+      continue; // No IPv6 in this kernel, or not Linux.
+    }
+    for (const line of text.split("\n").slice(1)) {
+      // sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode ...
+      const fields = line.trim().split(/\s+/);
+      const local = fields[1];
+      const state = fields[3];
+      const inode = fields[9];
+      if (local === undefined || state === undefined || inode === undefined) continue;
+      // 0A = LISTEN, 07 = CLOSE (bound, not listening); established connections do not block bind.
+      if ((state === "0A" || state === "07") && local.endsWith(`:${wantedPort}`) && inode !== "0") {
+        inodes.add(inode);
+      }
+    }
+  }
+  return inodes;
+}
+
+/**
+ * Best effort: the process holding local TCP port `port` (in this network namespace), found by
+ * matching socket inodes in `/proc/net/tcp{,6}` against `/proc/<pid>/fd`. Undefined when nobody
+ * visible holds it, or when `/proc` does not tell (other users' fds without root). Scans every
+ * process: call it on error paths only.
+ */
+export function findPortHolder(port: number): PortHolder | undefined {
+  const inodes = socketInodesOnPort(port);
+  if (inodes.size === 0) return undefined;
+  for (const pid of listPids()) {
+    let fds: string[];
+    try {
+      fds = readdirSync(`/proc/${pid}/fd`);
+    } catch {
+      continue; // Gone, or not ours to look at.
+    }
+    for (const fd of fds) {
+      let target: string;
+      try {
+        target = readlinkSync(`/proc/${pid}/fd/${fd}`);
+      } catch {
+        continue; // The fd closed while we looked.
+      }
+      const match = /^socket:\[(\d+)\]$/.exec(target);
+      if (match?.[1] !== undefined && inodes.has(match[1])) {
+        return { pid, command: readProcStat(pid)?.comm ?? "?" };
+      }
+    }
+  }
+  return undefined;
+}

@@ -1,0 +1,260 @@
+/**
+ * Spawning an agent process (SPEC §4): no shell, its own process group, output appended to its log
+ * file through an inherited O_APPEND descriptor (never a pipe), and not tied to the daemon's life,
+ * so a daemon crash leaves the agent running for adoption by the next daemon.
+ */
+
+import { accessSync, closeSync, constants, statSync } from "node:fs";
+import { delimiter, isAbsolute, join, resolve } from "node:path";
+import { execa } from "execa";
+import type { ExitRecord } from "../core/agent-state.ts";
+import { DeployError } from "../core/errors.ts";
+import { openLogForAppend } from "./log-file.ts";
+import { readProcessStartTime } from "./proc-info.ts";
+
+/**
+ * How an agent process ended: exit code or signal name, and when the daemon saw it (ms since the
+ * epoch). The core's `ExitRecord`, so the supervisor consumes it as is.
+ */
+export type ExitFacts = ExitRecord;
+
+/** A running agent process. */
+export interface SpawnedAgent {
+  readonly pid: number;
+  /** Process group id: equal to `pid`, the agent leads its own group. */
+  readonly pgid: number;
+  /**
+   * Start time in clock ticks since boot (field 22 of `/proc/<pid>/stat`), read right after the
+   * spawn; with `pid` it identifies the process after a daemon restart. Undefined only when
+   * `/proc` could not be read.
+   */
+  readonly startTimeTicks: number | undefined;
+  /** The argv[0] actually executed, after PATH lookup. */
+  readonly executable: string;
+  /** Resolves as soon as the process exits (never rejects). */
+  readonly exited: Promise<ExitFacts>;
+}
+
+/** Options of {@link spawnAgent}. */
+export interface SpawnAgentOptions {
+  /** Program and arguments; argv[0] is looked up in `env.PATH` (else the daemon's PATH) when it has no slash. Never run through a shell. */
+  readonly argv: readonly string[];
+  /** Working directory of the agent; relative paths in argv[0] resolve against it. */
+  readonly cwd: string;
+  /** Variables added to (and overriding) the daemon's inherited environment. */
+  readonly env: Readonly<Record<string, string>>;
+  /** File receiving both stdout and stderr, opened with O_APPEND and created (with its directory) if missing. */
+  readonly logPath: string;
+}
+
+/** Why an agent could not be spawned. */
+export type SpawnFailureReason = "EXECUTABLE_NOT_FOUND" | "PERMISSION_DENIED" | "SPAWN_FAILED";
+
+/**
+ * The agent process could not be started. A DeployError with code `AGENT_START_FAILED`, so the RPC
+ * layer maps it without knowing this class; `reason` doubles as the agent's `state_reason`.
+ */
+export class SpawnError extends DeployError {
+  readonly reason: SpawnFailureReason;
+  /** The command as given (argv[0]). */
+  readonly command: string;
+
+  constructor(
+    reason: SpawnFailureReason,
+    command: string,
+    message: string,
+    options?: ErrorOptions,
+  ) {
+    super("AGENT_START_FAILED", message, { reason, command }, options);
+    this.reason = reason;
+    this.command = command;
+  }
+}
+
+/** True when `path` is a regular file this process may execute; "missing" / "denied" otherwise. */
+function checkExecutable(path: string): "ok" | "missing" | "denied" {
+  try {
+    if (!statSync(path).isFile()) return "denied"; // execve of a directory fails with EACCES.
+    accessSync(path, constants.X_OK);
+    return "ok";
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === "EACCES" ? "denied" : "missing";
+  }
+}
+
+/**
+ * Resolves argv[0] the way execvp would, but against the agent's own PATH and cwd:
+ * a name without a slash is searched in `pathVariable` (an empty entry means the cwd),
+ * a relative path with a slash resolves against `cwd`.
+ * @throws SpawnError `EXECUTABLE_NOT_FOUND` or `PERMISSION_DENIED`.
+ */
+export function resolveExecutable(command: string, cwd: string, pathVariable: string): string {
+  if (command === "") {
+    throw new SpawnError("EXECUTABLE_NOT_FOUND", command, "the agent command is empty");
+  }
+  if (command.includes("/")) {
+    const path = isAbsolute(command) ? command : resolve(cwd, command);
+    const verdict = checkExecutable(path);
+    if (verdict === "ok") return path;
+    throw verdict === "missing"
+      ? new SpawnError("EXECUTABLE_NOT_FOUND", command, `executable not found: ${path}`)
+      : new SpawnError("PERMISSION_DENIED", command, `permission denied executing ${path}`);
+  }
+  let denied: string | undefined;
+  for (const dir of pathVariable.split(delimiter)) {
+    const path = resolve(cwd, join(dir === "" ? "." : dir, command));
+    const verdict = checkExecutable(path);
+    if (verdict === "ok") return path;
+    // Like execvp: a non-executable match is reported only when no later entry is executable.
+    if (verdict === "denied") denied ??= path;
+  }
+  if (denied !== undefined) {
+    throw new SpawnError("PERMISSION_DENIED", command, `permission denied executing ${denied}`);
+  }
+  throw new SpawnError(
+    "EXECUTABLE_NOT_FOUND",
+    command,
+    `executable not found: '${command}' is not in PATH (${pathVariable})`,
+  );
+}
+
+function assertDirectory(cwd: string, command: string): void {
+  let isDirectory = false;
+  try {
+    isDirectory = statSync(cwd).isDirectory();
+  } catch {
+    // Reported below: Node would otherwise blame the command with a misleading ENOENT.
+  }
+  if (!isDirectory) {
+    throw new SpawnError(
+      "SPAWN_FAILED",
+      command,
+      `cannot start '${command}': working directory ${cwd} does not exist`,
+    );
+  }
+}
+
+function failureFromCode(
+  code: string | undefined,
+  command: string,
+  executable: string,
+): SpawnError {
+  switch (code) {
+    case "ENOENT":
+      // The file existed a moment ago, so this is a vanished file or a missing #! interpreter.
+      return new SpawnError(
+        "EXECUTABLE_NOT_FOUND",
+        command,
+        `executable not found: ${executable} (or its interpreter)`,
+      );
+    case "EACCES":
+    case "EPERM":
+      return new SpawnError(
+        "PERMISSION_DENIED",
+        command,
+        `permission denied executing ${executable}`,
+      );
+    default:
+      return new SpawnError(
+        "SPAWN_FAILED",
+        command,
+        `cannot start ${executable}: ${code ?? "unknown error"}`,
+      );
+  }
+}
+
+/** execa with the agent settings; always closes the daemon's copy of `logFd`. */
+function startWithLog(
+  executable: string,
+  args: readonly string[],
+  options: SpawnAgentOptions,
+  logFd: number,
+) {
+  try {
+    return execa(executable, args, {
+      cwd: options.cwd,
+      env: options.env,
+      extendEnv: true,
+      shell: false,
+      detached: true,
+      cleanup: false,
+      stdin: "ignore",
+      // A bare fd number is handed to child_process.spawn as is ("native" in execa's
+      // lib/stdio/type.js): the child inherits the file, no pipe. execa's types only spell out
+      // 1 and 2 for this position, hence the cast.
+      stdout: logFd as 1,
+      stderr: logFd as 2,
+      reject: false,
+      buffer: false,
+      stripFinalNewline: false,
+    });
+  } finally {
+    // spawn() has dup'ed the descriptor into the child (or failed): the daemon's copy would only
+    // keep the file open. Node opens files with O_CLOEXEC, so no other child inherited it.
+    closeSync(logFd);
+  }
+}
+
+/**
+ * Starts an agent process: never through a shell, detached into its own process group (so the
+ * group can be signalled as a whole), not killed when the daemon exits (`cleanup: false`, so agents
+ * survive a daemon crash and are adopted), stdin from /dev/null, stdout and stderr appended to
+ * `logPath` through the same O_APPEND descriptor (the daemon closes its copy at once; the agent's
+ * output never depends on the daemon reading a pipe).
+ *
+ * Resolves once the process exists, with its pid and start time; the exit is reported by `exited`.
+ * @throws SpawnError `EXECUTABLE_NOT_FOUND` (missing command, or its interpreter),
+ *   `PERMISSION_DENIED` (not executable), or `SPAWN_FAILED` (missing cwd, unopenable log file,
+ *   out of processes...); its message names the command.
+ */
+export async function spawnAgent(options: SpawnAgentOptions): Promise<SpawnedAgent> {
+  const [command, ...args] = options.argv;
+  if (command === undefined) {
+    throw new SpawnError("EXECUTABLE_NOT_FOUND", "", "the agent command is empty");
+  }
+  assertDirectory(options.cwd, command);
+  const executable = resolveExecutable(
+    command,
+    options.cwd,
+    options.env.PATH ?? process.env.PATH ?? "",
+  );
+
+  let logFd: number;
+  try {
+    logFd = openLogForAppend(options.logPath);
+  } catch (error) {
+    throw new SpawnError(
+      "SPAWN_FAILED",
+      command,
+      `cannot start '${command}': cannot open log file ${options.logPath}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`,
+      { cause: error },
+    );
+  }
+
+  const subprocess = startWithLog(executable, args, options, logFd);
+  const pid = subprocess.pid;
+  if (pid === undefined) {
+    // Spawn failed; execa reports the errno through its (non-rejecting) result.
+    const result = await subprocess;
+    throw failureFromCode(result.code, command, executable);
+  }
+  // Read now, synchronously: even if the child has exited already, Node has not reaped it yet.
+  const startTimeTicks = readProcessStartTime(pid);
+
+  const exited = new Promise<ExitFacts>((resolveExit) => {
+    let settled = false;
+    const settle = (code: number | null, signal: string | null): void => {
+      if (settled) return;
+      settled = true;
+      resolveExit({ code, signal, atMs: Date.now() });
+    };
+    subprocess.once("exit", (code, signal) => settle(code, signal));
+    // Fallback for the exit event being missed in some execa path; execa never rejects here.
+    subprocess.then(
+      (result) => settle(result.exitCode ?? null, result.signal ?? null),
+      () => settle(null, null),
+    );
+  });
+
+  return { pid, pgid: pid, startTimeTicks, executable, exited };
+}
