@@ -28,9 +28,10 @@ export function isLive(state: AgentStateName): boolean {
 }
 
 const EDGES: Readonly<Record<AgentStateName, readonly AgentStateName[]>> = {
-  DISCOVERED: ["STARTING", "RUNNING", "INVALID"],
-  STOPPED: ["STARTING", "RUNNING", "INVALID"],
-  FAILED: ["STARTING", "RUNNING", "INVALID"],
+  // → FAILED directly: the process could not even be spawned (EXECUTABLE_NOT_FOUND).
+  DISCOVERED: ["STARTING", "RUNNING", "FAILED", "INVALID"],
+  STOPPED: ["STARTING", "RUNNING", "FAILED", "INVALID"],
+  FAILED: ["STARTING", "RUNNING", "FAILED", "INVALID"],
   STARTING: ["RUNNING", "BACKOFF", "FAILED", "STOPPED", "STOPPING"],
   RUNNING: ["BACKOFF", "FAILED", "STOPPED", "STOPPING"],
   BACKOFF: ["STARTING", "STOPPING", "STOPPED", "FAILED"],

@@ -1,0 +1,193 @@
+import type { DiscoveredAgent } from "../config/agent-definition.ts";
+import { isValidAgentName } from "../core/agent-name.ts";
+import { DeployError } from "../core/errors.ts";
+import { AgentRunner, type DefinitionUpdate } from "./agent-runner.ts";
+import type { AgentStatus } from "./agent-status.ts";
+import { EventHub } from "./event-hub.ts";
+import type { RunnerDeps } from "./runner-deps.ts";
+
+/** What the state file records per agent (SPEC §5). */
+export interface PersistedAgent {
+  readonly desired: "running" | "stopped";
+  readonly port: number;
+  readonly pid: number;
+  readonly startTimeTicks: number | undefined;
+  readonly startTimeMs: number | undefined;
+}
+
+/**
+ * All agents of the server by name: applies discovery results, routes
+ * operations to each agent's runner, and publishes every change on `events`.
+ */
+export class AgentRegistry {
+  readonly events: EventHub;
+  readonly #deps: RunnerDeps;
+  readonly #runners = new Map<string, AgentRunner>();
+  readonly #onPersistentChange: () => void;
+  #closed = false;
+
+  /** @param onPersistentChange called after any change the state file records (coalesce writes there). */
+  constructor(deps: RunnerDeps, onPersistentChange: () => void, events = new EventHub()) {
+    this.#deps = deps;
+    this.#onPersistentChange = onPersistentChange;
+    this.events = events;
+  }
+
+  /** Creates, updates and removes runners to match a discovery result. */
+  applyDiscovery(agents: readonly DiscoveredAgent[]): void {
+    const seen = new Set<string>();
+    for (const found of agents) {
+      const name = found.kind === "valid" ? found.definition.name : found.name;
+      seen.add(name);
+      const update: DefinitionUpdate & { kind: "valid" | "invalid" } =
+        found.kind === "valid"
+          ? { kind: "valid", definition: found.definition }
+          : {
+              kind: "invalid",
+              configPath: found.configPath,
+              message: found.message,
+              warnings: found.warnings,
+            };
+      const runner = this.#runners.get(name);
+      if (runner) runner.updateDefinition(update);
+      else this.#add(name, update);
+    }
+    for (const [name, runner] of this.#runners) {
+      if (!seen.has(name)) runner.updateDefinition({ kind: "removed" });
+      this.#dropIfRemovable(runner);
+    }
+  }
+
+  #add(name: string, initial: DefinitionUpdate & { kind: "valid" | "invalid" }): void {
+    const runner = new AgentRunner(
+      name,
+      this.#deps,
+      (previous, status) => {
+        this.events.publish({
+          kind: "change",
+          name,
+          previousState: previous.state,
+          previousHealth: previous.health,
+          status,
+          atMs: this.#deps.clock.now(),
+        });
+        this.#onPersistentChange();
+        this.#dropIfRemovable(runner);
+      },
+      initial,
+    );
+    this.#runners.set(name, runner);
+    const status = runner.status();
+    this.events.publish({
+      kind: "change",
+      name,
+      previousState: status.state,
+      previousHealth: status.health,
+      status,
+      atMs: this.#deps.clock.now(),
+    });
+  }
+
+  #dropIfRemovable(runner: AgentRunner): void {
+    if (!runner.removable || this.#runners.get(runner.name) !== runner) return;
+    this.#runners.delete(runner.name);
+    const status = runner.status();
+    this.events.publish({
+      kind: "removed",
+      name: runner.name,
+      previousState: status.state,
+      previousHealth: status.health,
+      status,
+      atMs: this.#deps.clock.now(),
+    });
+  }
+
+  /** The runner of `name`; DeployError INVALID_AGENT_NAME or AGENT_NOT_FOUND otherwise. */
+  runner(name: string): AgentRunner {
+    if (!isValidAgentName(name)) {
+      throw new DeployError(
+        "INVALID_AGENT_NAME",
+        name === ""
+          ? "agent name is empty"
+          : "agent name must match ^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$",
+      );
+    }
+    const runner = this.#runners.get(name);
+    if (!runner)
+      throw new DeployError("AGENT_NOT_FOUND", `agent ${name} not found`, { agent: name });
+    return runner;
+  }
+
+  has(name: string): boolean {
+    return this.#runners.has(name);
+  }
+
+  #refuseWhenClosed(): void {
+    if (this.#closed) {
+      throw new DeployError("SERVER_SHUTTING_DOWN", "the server is shutting down");
+    }
+  }
+
+  deploy(name: string): Promise<AgentStatus> {
+    this.#refuseWhenClosed();
+    return this.runner(name).deploy();
+  }
+
+  async undeploy(name: string): Promise<AgentStatus> {
+    this.#refuseWhenClosed();
+    return (await this.runner(name).undeploy()).status;
+  }
+
+  restart(name: string): Promise<AgentStatus> {
+    this.#refuseWhenClosed();
+    return this.runner(name).restart();
+  }
+
+  status(name: string): AgentStatus {
+    return this.runner(name).status();
+  }
+
+  /** Every agent sorted by name. */
+  list(): AgentStatus[] {
+    return [...this.#runners.keys()].sort().map((name) => this.runner(name).status());
+  }
+
+  /** Starts agents whose definition says autostart, or that the state file says were deployed. */
+  autostart(names: Iterable<string> = []): void {
+    const wanted = new Set(names);
+    for (const runner of this.#runners.values()) {
+      const auto = wanted.has(runner.name) || (runner.definition?.deployment.autostart ?? false);
+      if (auto && !this.#closed) void runner.autostart();
+    }
+  }
+
+  /** What the state file records: desired state, port, pid and start time per agent. */
+  persistentState(): Record<string, PersistedAgent> {
+    const out: Record<string, PersistedAgent> = {};
+    for (const runner of this.#runners.values()) {
+      const proc = runner.process;
+      const status = runner.status();
+      out[runner.name] = {
+        desired: runner.desired,
+        port: status.port,
+        pid: proc?.pid ?? 0,
+        startTimeTicks: proc?.startTimeTicks,
+        startTimeMs: status.startTimeMs,
+      };
+    }
+    return out;
+  }
+
+  /**
+   * Refuses new operations and stops every live agent in parallel, each with its
+   * grace. Desired state is kept so the agents come back at the next start.
+   * Resolves true when any agent had to be killed.
+   */
+  async shutdown(): Promise<{ killed: boolean }> {
+    this.#closed = true;
+    const results = await Promise.all(
+      [...this.#runners.values()].map((runner) => runner.stopForShutdown()),
+    );
+    return { killed: results.some((r) => r) };
+  }
+}

@@ -1,0 +1,127 @@
+import type { Logger } from "../core/logger.ts";
+import { adoptProcess } from "../platform/adopted-process.ts";
+import { isSameProcess } from "../platform/proc-info.ts";
+import type { StateFile } from "../platform/state-file.ts";
+import type { AgentRegistry, PersistedAgent } from "./agent-registry.ts";
+
+/** Version of the state.json layout. */
+export const STATE_VERSION = 1;
+
+interface StateDocument {
+  readonly version: number;
+  readonly savedAt: string;
+  readonly agents: Record<string, PersistedAgent>;
+}
+
+/**
+ * Saves the registry's durable facts to state.json after every change, one write
+ * at a time (the StateFile merges waiting writes into one of the newest data).
+ */
+export class StateSaver {
+  readonly #file: StateFile;
+  readonly #registry: () => AgentRegistry;
+  readonly #logger: Logger;
+  #last = "";
+
+  constructor(file: StateFile, registry: () => AgentRegistry, logger: Logger) {
+    this.#file = file;
+    this.#registry = registry;
+    this.#logger = logger;
+  }
+
+  /** Schedules a write if the durable facts changed; failures are logged, the last good file stays. */
+  schedule(): void {
+    void this.save().catch((error: unknown) => {
+      this.#logger.error("cannot save state file; the previous good copy is kept", {
+        path: this.#file.path,
+        error: String(error),
+      });
+    });
+  }
+
+  /** Writes now (if anything changed) and resolves when it is on disk. */
+  async save(): Promise<void> {
+    const agents = this.#registry().persistentState();
+    const key = JSON.stringify(agents);
+    if (key === this.#last) return;
+    this.#last = key;
+    const doc: StateDocument = {
+      version: STATE_VERSION,
+      savedAt: new Date().toISOString(),
+      agents,
+    };
+    try {
+      await this.#file.write(doc);
+    } catch (error) {
+      this.#last = ""; // retry with the next change
+      throw error;
+    }
+  }
+}
+
+function parseAgents(data: unknown): Record<string, PersistedAgent> | undefined {
+  if (typeof data !== "object" || data === null) return undefined;
+  const doc = data as Partial<StateDocument>;
+  if (doc.version !== STATE_VERSION || typeof doc.agents !== "object" || doc.agents === null) {
+    return undefined;
+  }
+  return doc.agents;
+}
+
+/**
+ * Restores the previous run: adopts every recorded agent whose process is still
+ * the same live process (pid plus start time), and starts again the agents that
+ * were deployed but died meanwhile. Returns how many were adopted and restarted.
+ */
+export async function restoreState(
+  file: StateFile,
+  registry: AgentRegistry,
+  logger: Logger,
+  lifetime: AbortSignal,
+): Promise<{ adopted: string[]; restarted: string[] }> {
+  const read = await file.read();
+  if (!read.ok) {
+    if (read.reason === "corrupt") {
+      logger.warn("state file unreadable; starting without previous state", {
+        path: file.path,
+        problem: read.message,
+      });
+    }
+    return { adopted: [], restarted: [] };
+  }
+  if (read.source === "backup") {
+    logger.warn("state file was damaged; restored from its last good copy", { path: file.path });
+  }
+  const agents = parseAgents(read.data);
+  if (agents === undefined) {
+    logger.warn("state file has an unknown layout; ignoring it", { path: file.path });
+    return { adopted: [], restarted: [] };
+  }
+  const adopted: string[] = [];
+  const restarted: string[] = [];
+  for (const [name, saved] of Object.entries(agents)) {
+    const live =
+      saved.pid > 0 &&
+      saved.startTimeTicks !== undefined &&
+      isSameProcess(saved.pid, saved.startTimeTicks);
+    if (!registry.has(name)) {
+      if (live) {
+        logger.warn("a recorded agent is still running but its definition is gone; leaving it", {
+          agent: name,
+          pid: saved.pid,
+        });
+      }
+      continue;
+    }
+    const runner = registry.runner(name);
+    if (live && saved.startTimeTicks !== undefined) {
+      const handle = adoptProcess(saved.pid, saved.startTimeTicks, { signal: lifetime });
+      runner.adopt(handle, saved.port, saved.startTimeMs);
+      adopted.push(name);
+    } else if (saved.desired === "running") {
+      void runner.autostart();
+      restarted.push(name);
+    }
+  }
+  return { adopted, restarted };
+}

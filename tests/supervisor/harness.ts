@@ -1,0 +1,167 @@
+/**
+ * A real supervisor on real processes for tests: a temp agents directory of
+ * fault-agent definitions, a registry bound to the real platform, event-driven
+ * waits on its event stream, and a teardown that proves no process was left.
+ */
+import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { discoverAgents } from "../../src/config/discovery.ts";
+import { systemClock } from "../../src/core/clock.ts";
+import { createJsonLogger, type Logger } from "../../src/core/logger.ts";
+import { PortAllocator } from "../../src/platform/port-allocator.ts";
+import { isGroupAlive } from "../../src/platform/terminate-group.ts";
+import { AgentRegistry } from "../../src/supervisor/agent-registry.ts";
+import { SlotPool } from "../../src/supervisor/agent-slots.ts";
+import type { AgentStatus } from "../../src/supervisor/agent-status.ts";
+import { createRunnerPlatform } from "../../src/supervisor/platform-binding.ts";
+
+export const FAULT_AGENT = fileURLToPath(new URL("../fixtures/fault-agent.mjs", import.meta.url));
+
+const silent: Logger = createJsonLogger({ sink: { write: () => true }, level: "error" });
+
+/** TOML for a fault-agent definition with fast timings; `extra` adds [deployment] lines. */
+export function markFileEnv(name: string): Record<string, string> {
+  return { MARK_FILE: `@DIR@/${name}.marks` };
+}
+
+export function faultAgentToml(
+  name: string,
+  options: {
+    env?: Record<string, string>;
+    /** `[deployment]` keys overriding the fast test defaults (values as TOML literals). */
+    deployment?: Record<string, string | number>;
+    resources?: string;
+  } = {},
+): string {
+  const env = Object.entries(options.env ?? {})
+    .map(([k, v]) => `${k} = ${JSON.stringify(v)}`)
+    .join("\n");
+  const deployment: Record<string, string | number> = {
+    command: `[${JSON.stringify(process.execPath)}, ${JSON.stringify(FAULT_AGENT)}]`,
+    restart_delay: 0.05,
+    health_check_interval: 0.2,
+    health_timeout: 1,
+    failure_threshold: 2,
+    start_timeout: 10,
+    stop_timeout: 2,
+    ...options.deployment,
+  };
+  const lines = Object.entries(deployment).map(([k, v]) => `${k} = ${v}`);
+  return `[agent]
+name = "${name}"
+version = "1.0.0"
+
+[deployment]
+${lines.join("\n")}
+
+[deployment.env]
+${env}
+
+[resources]
+${options.resources ?? ""}
+`;
+}
+
+export interface Harness {
+  readonly registry: AgentRegistry;
+  readonly dir: string;
+  readonly basePort: number;
+  /** Resolves with the agent's status once `predicate` holds (checked on every change). */
+  waitFor(
+    name: string,
+    predicate: (s: AgentStatus) => boolean,
+    timeoutMs?: number,
+  ): Promise<AgentStatus>;
+  /** Lines of the agent's MARK_FILE (one per process start). */
+  starts(name: string): Promise<string[]>;
+  markFile(name: string): string;
+  close(): Promise<void>;
+}
+
+let nextBase = 31_000 + (process.pid % 50) * 100;
+
+/** Builds a registry over `agents` (name → agent.toml text) with its own port range. */
+export async function createHarness(
+  agents: Record<string, string>,
+  options: { maxAgents?: number; maxRestarts?: number } = {},
+): Promise<Harness> {
+  const dir = await mkdtemp(path.join(os.tmpdir(), "atoll-sup-"));
+  const agentsDir = path.join(dir, "agents");
+  for (const [name, toml] of Object.entries(agents)) {
+    await mkdir(path.join(agentsDir, name), { recursive: true });
+    // "@DIR@" in a definition stands for this harness's temp directory (MARK_FILE paths).
+    await writeFile(path.join(agentsDir, name, "agent.toml"), toml.replaceAll("@DIR@", dir));
+  }
+  await mkdir(agentsDir, { recursive: true });
+  const basePort = nextBase;
+  nextBase += 37;
+  const registry = new AgentRegistry(
+    {
+      clock: systemClock,
+      platform: createRunnerPlatform(),
+      ports: new PortAllocator({ host: "127.0.0.1", basePort, maxPort: basePort + 30 }),
+      slots: new SlotPool(options.maxAgents ?? 10),
+      defaults: {
+        autoRestart: true,
+        maxRestarts: options.maxRestarts ?? 3,
+        healthCheckIntervalMs: 200,
+      },
+      host: "127.0.0.1",
+      logDir: path.join(dir, "logs"),
+      resolveCommand: (argv0) => [argv0],
+      baseEnv: { PATH: process.env.PATH },
+      logger: silent,
+    },
+    () => undefined,
+  );
+  registry.applyDiscovery((await discoverAgents(agentsDir)).agents);
+  const seenPids = new Set<number>();
+  registry.events.subscribe((change) => {
+    if (change.status.pid > 0) seenPids.add(change.status.pid);
+  });
+
+  const markFile = (name: string): string => path.join(dir, `${name}.marks`);
+  return {
+    registry,
+    dir,
+    basePort,
+    markFile,
+    waitFor(name, predicate, timeoutMs = 20_000) {
+      return new Promise((resolve, reject) => {
+        const check = (): boolean => {
+          const status = registry.has(name) ? registry.status(name) : undefined;
+          if (status && predicate(status)) {
+            resolve(status);
+            return true;
+          }
+          return false;
+        };
+        if (check()) return;
+        const timer = setTimeout(() => {
+          unsubscribe();
+          const status = registry.has(name) ? registry.status(name) : undefined;
+          reject(new Error(`timed out waiting for ${name}; last status ${JSON.stringify(status)}`));
+        }, timeoutMs);
+        const unsubscribe = registry.events.subscribe((change) => {
+          if (change.name === name && check()) {
+            clearTimeout(timer);
+            unsubscribe();
+          }
+        });
+      });
+    },
+    async starts(name) {
+      const text = await readFile(markFile(name), "utf8").catch(() => "");
+      return text.split("\n").filter((l) => l.trim() !== "");
+    },
+    async close() {
+      await registry.shutdown();
+      const left = [...seenPids].filter((pid) => isGroupAlive(pid));
+      for (const pid of left) process.kill(-pid, "SIGKILL");
+      await rm(dir, { recursive: true, force: true });
+      if (left.length > 0) throw new Error(`process groups left behind: ${left.join(", ")}`);
+    },
+  };
+}
