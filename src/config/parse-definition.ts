@@ -1,0 +1,301 @@
+/**
+ * Validates one agent definition (SPEC §2) into a frozen `AgentDefinition`, or reports why it is
+ * unusable in one line naming the file, the key path and the problem.
+ *
+ * Dialects:
+ * - TOML: sections `[agent]`, `[deployment]` (with `[deployment.env]`), `[resources]`.
+ * - JSON, nested: `{"agent": {...}, "deployment": {...}, "resources": {...}}`, same keys as TOML.
+ * - JSON, flat (legacy): no `agent` object; `name`, `version`, `description` and `capabilities`
+ *   at the top level. `deployment` and `resources` are nested objects in both JSON dialects.
+ *   The dialect is chosen by whether `agent` is an object, as the `atoll-agent` runtime does, so
+ *   both always agree on the name.
+ *
+ * Every other top-level section (`[llm]`, `[dependencies]`, `[mcp_servers.*]`, `[sub_agents.*]`,
+ * ...) belongs to the agent program and is accepted without a look.
+ */
+import path from "node:path";
+import { AGENT_NAME_PATTERN, isValidAgentName } from "../core/agent-name.ts";
+import {
+  type AgentDefinition,
+  DEFAULT_COMMAND,
+  type DeploymentSettings,
+  type ResourceSettings,
+} from "./agent-definition.ts";
+import { describeValue, escapeControlChars, ownValue, type Table } from "./config-values.ts";
+import { FieldReader, type Problem } from "./definition-fields.ts";
+import { parseDefinitionText, syntaxOf } from "./definition-syntax.ts";
+import { parseMemorySize } from "./memory-size.ts";
+
+/** Result of `parseAgentDefinition`. */
+export type ParseDefinitionResult =
+  | { readonly ok: true; readonly definition: AgentDefinition }
+  | {
+      readonly ok: false;
+      /** The declared name when it could be read and is valid, else the directory name (control characters escaped). */
+      readonly name: string;
+      /** `<file>: <key path>: <problem>`, further problems appended as `; <key path>: <problem>`. */
+      readonly message: string;
+      readonly warnings: readonly string[];
+    };
+
+/** Defaults of SPEC §2 that do not come from the server configuration. */
+export const DEFINITION_DEFAULTS = Object.freeze({
+  port: 0,
+  autostart: false,
+  restartDelayMs: 1_000,
+  stableAfterMs: 60_000,
+  healthPath: "/status",
+  healthTimeoutMs: 10_000,
+  failureThreshold: 3,
+  startTimeoutMs: 30_000,
+  stopTimeoutMs: 10_000,
+});
+
+const AGENT_KEYS = ["name", "version", "description", "capabilities"] as const;
+const DEPLOYMENT_KEYS = [
+  "command",
+  "env",
+  "port",
+  "autostart",
+  "auto_restart",
+  "max_restarts",
+  "restart_delay",
+  "stable_after",
+  "health_path",
+  "health_check_interval",
+  "health_timeout",
+  "failure_threshold",
+  "start_timeout",
+  "stop_timeout",
+] as const;
+const RESOURCE_KEYS = ["memory_limit", "health_check_interval"] as const;
+
+/** Placeholders filled in `[deployment].command` by the supervisor. */
+const PLACEHOLDERS: readonly string[] = ["port", "host", "config", "name", "dir"];
+/** Variables the supervisor sets itself, over any value from `[deployment].env`. */
+const SERVER_SET_ENV: readonly string[] = [
+  "PORT",
+  "ATOLL_AGENT_NAME",
+  "ATOLL_AGENT_PORT",
+  "ATOLL_AGENT_HOST",
+  "ATOLL_AGENT_CONFIG",
+];
+
+const PORT_RANGE = Object.freeze({
+  min: 0,
+  max: 65535,
+  rule: "an integer between 1 and 65535, or 0 to lease a free port",
+});
+const COUNT_RANGE = Object.freeze({
+  min: 0,
+  max: Number.MAX_SAFE_INTEGER,
+  rule: "a non-negative integer",
+});
+const THRESHOLD_RANGE = Object.freeze({
+  min: 1,
+  max: Number.MAX_SAFE_INTEGER,
+  rule: "a positive integer",
+});
+
+const NAME_RULE = `must match ${AGENT_NAME_PATTERN.source} (1 to 63 letters, digits, "_", "." or "-", starting with a letter or digit)`;
+
+/**
+ * Parses and validates the definition `text` read from `filePath`.
+ *
+ * @param filePath the file the text came from; resolved to an absolute path, named in messages,
+ *   and deciding the syntax (`.json` → JSON, anything else → TOML).
+ * @param dirName name of the agent's directory: the agent's name when the file gives none (an
+ *   empty name counts as none).
+ * @returns the frozen definition (durations in milliseconds, defaults filled in except those that
+ *   come from the server configuration, which stay undefined), or a failure. Never throws.
+ */
+export function parseAgentDefinition(
+  filePath: string,
+  text: string,
+  dirName: string,
+): ParseDefinitionResult {
+  const configPath = path.resolve(filePath);
+  const syntax = syntaxOf(configPath);
+  const parsed = parseDefinitionText(text, syntax);
+  if (!parsed.ok) {
+    return failure(fallbackName(dirName), configPath, [{ key: "", problem: parsed.problem }], []);
+  }
+  const root = parsed.root;
+  const fields = new FieldReader(syntax);
+
+  // Identity: the [agent] table, or the top level in the flat legacy JSON dialect.
+  const agentValue = ownValue(root, "agent");
+  const flat = syntax === "json" && agentValue === undefined;
+  const identity = flat ? root : fields.section(root, "agent");
+  const prefix = flat ? "" : "agent.";
+  if (!flat) {
+    fields.warnUnknownKeys(identity, "agent.", AGENT_KEYS);
+    for (const key of AGENT_KEYS) {
+      if (Object.hasOwn(root, key)) {
+        fields.warn(`top-level key ${key} is ignored: identity belongs in the agent section`);
+      }
+    }
+  }
+
+  const name = readName(fields, identity, `${prefix}name`, dirName);
+  const version = fields.string(identity, "version", `${prefix}version`) ?? "";
+  const description = fields.string(identity, "description", `${prefix}description`) ?? "";
+  const capabilities =
+    fields.stringList(identity, "capabilities", `${prefix}capabilities`) ??
+    Object.freeze<string[]>([]);
+
+  const deploymentTable = fields.section(root, "deployment");
+  const resourcesTable = fields.section(root, "resources");
+  fields.warnUnknownKeys(deploymentTable, "deployment.", DEPLOYMENT_KEYS);
+  fields.warnUnknownKeys(resourcesTable, "resources.", RESOURCE_KEYS);
+  const deployment = readDeployment(fields, deploymentTable, resourcesTable);
+  const resources = readResources(fields, resourcesTable);
+
+  if (fields.problems.length > 0 || name === undefined) {
+    return failure(name ?? fallbackName(dirName), configPath, fields.problems, fields.warnings);
+  }
+  const definition: AgentDefinition = Object.freeze({
+    name,
+    version,
+    description,
+    capabilities,
+    configPath,
+    dir: path.dirname(configPath),
+    deployment,
+    resources,
+    warnings: Object.freeze([...fields.warnings]),
+  });
+  return Object.freeze({ ok: true, definition });
+}
+
+function readName(
+  fields: FieldReader,
+  identity: Table,
+  keyPath: string,
+  dirName: string,
+): string | undefined {
+  const declared = fields.string(identity, "name", keyPath);
+  if (declared === undefined && ownValue(identity, "name") !== undefined) return undefined;
+  if (declared !== undefined && declared !== "") {
+    if (isValidAgentName(declared)) return declared;
+    return fields.fail(keyPath, `invalid agent name ${describeValue(declared)}: ${NAME_RULE}`);
+  }
+  if (isValidAgentName(dirName)) return dirName;
+  return fields.fail(
+    keyPath,
+    `not set, and the directory name ${describeValue(dirName)} is not a valid agent name: it ${NAME_RULE}; set ${keyPath}`,
+  );
+}
+
+function readDeployment(fields: FieldReader, table: Table, resources: Table): DeploymentSettings {
+  const command = fields.stringList(table, "command", "deployment.command", true);
+  if (command !== undefined) checkCommand(fields, command);
+  const env = fields.stringTable(table, "env", "deployment.env");
+  for (const key of Object.keys(env ?? {})) {
+    if (SERVER_SET_ENV.includes(key)) {
+      fields.warn(`deployment.env.${key} is ignored: the server always sets ${key}`);
+    }
+  }
+  const port = fields.integer(table, "port", "deployment.port", PORT_RANGE);
+  const healthPath = fields.string(table, "health_path", "deployment.health_path");
+  if (healthPath !== undefined && healthPath !== "" && !/^\/[\x21-\x7e]*$/.test(healthPath)) {
+    fields.fail(
+      "deployment.health_path",
+      `must be "" (no HTTP probe) or a path starting with "/" without spaces or control characters, got ${describeValue(healthPath)}`,
+    );
+  }
+
+  // Older definitions put health_check_interval under [resources]; [deployment] wins.
+  const intervalHere = fields.durationMs(
+    table,
+    "health_check_interval",
+    "deployment.health_check_interval",
+  );
+  const intervalOld = fields.durationMs(
+    resources,
+    "health_check_interval",
+    "resources.health_check_interval",
+  );
+  if (intervalHere !== undefined && intervalOld !== undefined && intervalHere !== intervalOld) {
+    fields.warn(
+      "resources.health_check_interval is ignored: deployment.health_check_interval is set",
+    );
+  }
+
+  const d = DEFINITION_DEFAULTS;
+  return Object.freeze({
+    command: command ?? DEFAULT_COMMAND,
+    env: env ?? Object.freeze({}),
+    port: port ?? d.port,
+    autostart: fields.boolean(table, "autostart", "deployment.autostart") ?? d.autostart,
+    autoRestart: fields.boolean(table, "auto_restart", "deployment.auto_restart"),
+    maxRestarts: fields.integer(table, "max_restarts", "deployment.max_restarts", COUNT_RANGE),
+    restartDelayMs:
+      fields.durationMs(table, "restart_delay", "deployment.restart_delay") ?? d.restartDelayMs,
+    stableAfterMs:
+      fields.durationMs(table, "stable_after", "deployment.stable_after") ?? d.stableAfterMs,
+    healthPath: healthPath ?? d.healthPath,
+    healthCheckIntervalMs: intervalHere ?? intervalOld,
+    healthTimeoutMs:
+      fields.durationMs(table, "health_timeout", "deployment.health_timeout") ?? d.healthTimeoutMs,
+    failureThreshold:
+      fields.integer(table, "failure_threshold", "deployment.failure_threshold", THRESHOLD_RANGE) ??
+      d.failureThreshold,
+    startTimeoutMs:
+      fields.durationMs(table, "start_timeout", "deployment.start_timeout") ?? d.startTimeoutMs,
+    stopTimeoutMs:
+      fields.durationMs(table, "stop_timeout", "deployment.stop_timeout") ?? d.stopTimeoutMs,
+  });
+}
+
+function checkCommand(fields: FieldReader, command: readonly string[]): void {
+  if (command[0] === "") fields.fail("deployment.command[0]", "the program must not be empty");
+  command.forEach((arg, index) => {
+    for (const match of arg.matchAll(/\{([A-Za-z_]+)\}/g)) {
+      const placeholder = match[1] ?? "";
+      if (!PLACEHOLDERS.includes(placeholder)) {
+        fields.warn(
+          `deployment.command[${index}]: unknown placeholder {${placeholder}} is passed as is (known: ${PLACEHOLDERS.map((p) => `{${p}}`).join(" ")})`,
+        );
+      }
+    }
+  });
+}
+
+function readResources(fields: FieldReader, table: Table): ResourceSettings {
+  const value = ownValue(table, "memory_limit");
+  let memoryLimitBytes: number | undefined;
+  if (typeof value === "string") {
+    try {
+      memoryLimitBytes = parseMemorySize(value);
+    } catch (error) {
+      fields.fail("resources.memory_limit", (error as Error).message);
+    }
+  } else if (value !== undefined) {
+    fields.fail(
+      "resources.memory_limit",
+      `Invalid memory format ${describeValue(value)}: expected a string with a unit, such as "512MB"`,
+    );
+  }
+  return Object.freeze({ memoryLimitBytes });
+}
+
+function fallbackName(dirName: string): string {
+  return escapeControlChars(dirName);
+}
+
+function failure(
+  name: string,
+  configPath: string,
+  problems: readonly Problem[],
+  warnings: readonly string[],
+): ParseDefinitionResult {
+  const parts = problems.map(({ key, problem }) => (key === "" ? problem : `${key}: ${problem}`));
+  const message = escapeControlChars(`${configPath}: ${parts.join("; ")}`);
+  return Object.freeze({
+    ok: false,
+    name,
+    message,
+    warnings: Object.freeze([...warnings]),
+  });
+}

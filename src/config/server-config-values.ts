@@ -1,0 +1,197 @@
+/**
+ * Reading one server configuration value from one source (file, environment or flag) into its
+ * type, with the range checks of SPEC §3. Problems throw a ConfigError naming the source.
+ */
+import { isIP } from "node:net";
+import path from "node:path";
+import { ConfigError } from "./config-error.ts";
+import { describeValue, MAX_DURATION_SECONDS } from "./config-values.ts";
+import type { ServerConfigKeyInfo } from "./server-config-keys.ts";
+
+/** Where a value came from; `label` names it in messages. */
+export type ValueOrigin =
+  | { readonly source: "file"; readonly file: string; readonly key: string; readonly label: string }
+  | { readonly source: "env" | "flag"; readonly key: string; readonly label: string };
+
+/** A value in its final form: paths absolute, durations still in seconds. */
+export type ConfigValue = string | number | boolean;
+
+/** Context for resolving paths. */
+export interface PathContext {
+  readonly cwd: string;
+  readonly homeDir: string;
+}
+
+/** Throws a ConfigError `<label>: <problem>` located at `origin`. */
+export function failAt(origin: ValueOrigin, problem: string): never {
+  throw new ConfigError(`${origin.label}: ${problem}`, {
+    file: origin.source === "file" ? origin.file : undefined,
+    key: origin.key,
+  });
+}
+
+/**
+ * Converts `raw` (a JSON value from the file, a string from the environment, a string or a
+ * boolean from a flag) to the key's type and checks its range.
+ * @returns undefined only for `null` in the file for a key whose default is "none".
+ * @throws ConfigError naming `origin`.
+ */
+export function convertValue(
+  info: ServerConfigKeyInfo,
+  raw: unknown,
+  origin: ValueOrigin,
+  paths: PathContext,
+): ConfigValue | undefined {
+  const fromText = typeof raw === "string" && origin.source !== "file";
+  if (raw === null && origin.source === "file" && info.defaultText === "none") return undefined;
+  switch (info.type) {
+    case "boolean": {
+      if (typeof raw === "boolean") return raw;
+      const parsed = fromText ? parseBooleanText(raw) : undefined;
+      if (parsed !== undefined) return parsed;
+      return failAt(
+        origin,
+        `must be ${fromText ? "true or false (or 1/0, yes/no, on/off)" : "true or false"}, got ${describeValue(raw)}`,
+      );
+    }
+    case "integer": {
+      const value = fromText && /^\d+$/.test(raw) ? Number(raw) : raw;
+      return checkInteger(info, value, raw, origin);
+    }
+    case "number": {
+      const value = fromText && /^(\d+(\.\d*)?|\.\d+)$/.test(raw) ? Number(raw) : raw;
+      if (
+        typeof value === "number" &&
+        Number.isFinite(value) &&
+        value > 0 &&
+        value <= MAX_DURATION_SECONDS &&
+        Math.round(value * 1000) >= 1
+      ) {
+        return value;
+      }
+      return failAt(
+        origin,
+        `must be a number of seconds between 0.001 and ${MAX_DURATION_SECONDS}, got ${describeValue(raw)}`,
+      );
+    }
+    default: {
+      if (typeof raw !== "string") {
+        if (typeof raw === "boolean" && origin.source === "flag")
+          return failAt(origin, "needs a value");
+        return failAt(origin, `must be a string, got ${describeValue(raw)}`);
+      }
+      if (raw === "") return failAt(origin, "must not be empty");
+      if (raw.includes("\0")) return failAt(origin, "must not contain a NUL character");
+      if (info.type === "path") return resolvePath(raw, paths);
+      return checkString(info, raw, origin, paths);
+    }
+  }
+}
+
+/** `raw` is what the user wrote, quoted in the message. */
+function checkInteger(
+  info: ServerConfigKeyInfo,
+  value: unknown,
+  raw: unknown,
+  origin: ValueOrigin,
+): number {
+  const [min, max, rule] =
+    info.key === "base_port" || info.key === "max_port"
+      ? [1, 65535, "an integer between 1 and 65535"]
+      : info.key === "max_agents"
+        ? [1, Number.MAX_SAFE_INTEGER, "a positive integer"]
+        : [0, Number.MAX_SAFE_INTEGER, "a non-negative integer"];
+  if (typeof value === "number" && Number.isSafeInteger(value) && value >= min && value <= max) {
+    return value;
+  }
+  return failAt(origin, `must be ${rule}, got ${describeValue(raw)}`);
+}
+
+function checkString(
+  info: ServerConfigKeyInfo,
+  raw: string,
+  origin: ValueOrigin,
+  paths: PathContext,
+): string {
+  if (info.choices !== undefined) {
+    const lower = raw.toLowerCase();
+    if (info.choices.includes(lower)) return lower;
+    return failAt(origin, `must be one of ${info.choices.join(", ")}, got ${describeValue(raw)}`);
+  }
+  if (info.key === "host") {
+    if (isValidHost(raw)) return raw;
+    return failAt(
+      origin,
+      `must be a host name or an IP address (IPv6 without brackets), got ${describeValue(raw)}`,
+    );
+  }
+  if (info.key === "listen") return checkListen(raw, origin, paths);
+  return raw;
+}
+
+/**
+ * Longest Unix socket path: `sun_path` holds 108 bytes on Linux (104 on macOS) including the
+ * terminating NUL; a longer path fails at bind time with an obscure error.
+ */
+const MAX_UNIX_SOCKET_PATH_BYTES = 103;
+
+/**
+ * `host:port` (`[v6]:port` for IPv6; port 0 binds any free port, as tests do) or `unix:PATH`;
+ * a relative socket path is made absolute, so the result is `unix:/absolute/path`.
+ */
+function checkListen(raw: string, origin: ValueOrigin, paths: PathContext): string {
+  if (raw.startsWith("unix:")) {
+    let socketPath = raw.slice("unix:".length);
+    // grpc-js also accepts the URI form unix:///absolute/path.
+    if (socketPath.startsWith("//")) socketPath = socketPath.slice(2);
+    if (socketPath === "")
+      return failAt(origin, "unix: needs a socket path, e.g. unix:/run/atoll-deploy.sock");
+    const absolute = resolvePath(socketPath, paths);
+    if (Buffer.byteLength(absolute) > MAX_UNIX_SOCKET_PATH_BYTES) {
+      return failAt(
+        origin,
+        `unix socket path ${describeValue(absolute)} is longer than ${MAX_UNIX_SOCKET_PATH_BYTES} bytes`,
+      );
+    }
+    return `unix:${absolute}`;
+  }
+  const match = /^(\[([^\]]+)\]|[^:[\]]+):(\d{1,5})$/.exec(raw);
+  const host = match?.[2] ?? match?.[1];
+  const port = Number(match?.[3]);
+  const hostOk =
+    host !== undefined && (match?.[2] === undefined ? isValidHost(host) : isIP(host) === 6);
+  if (!hostOk || !(port >= 0 && port <= 65535)) {
+    return failAt(
+      origin,
+      `must be host:port (port 0-65535, IPv6 as [addr]:port) or unix:/path, got ${describeValue(raw)}`,
+    );
+  }
+  return raw;
+}
+
+const HOST_LABEL = /^[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?$/;
+
+/** An IPv4 or IPv6 address, or a DNS name (labels of letters, digits, `-` and `_`). */
+export function isValidHost(host: string): boolean {
+  if (isIP(host) !== 0) return true;
+  if (host.length > 253) return false;
+  return host.split(".").every((label) => HOST_LABEL.test(label));
+}
+
+/** `~` and `~/…` expand to the home directory; the result is absolute (against `cwd`). */
+export function resolvePath(value: string, paths: PathContext): string {
+  const expanded =
+    value === "~"
+      ? paths.homeDir
+      : value.startsWith("~/")
+        ? path.join(paths.homeDir, value.slice(2))
+        : value;
+  return path.resolve(paths.cwd, expanded);
+}
+
+function parseBooleanText(text: string): boolean | undefined {
+  const lower = text.trim().toLowerCase();
+  if (["true", "1", "yes", "on"].includes(lower)) return true;
+  if (["false", "0", "no", "off"].includes(lower)) return false;
+  return undefined;
+}

@@ -1,0 +1,245 @@
+import { mkdir, writeFile } from "node:fs/promises";
+import path from "node:path";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import {
+  defaultConfigFilePath,
+  describeConfig,
+  type LoadedServerConfig,
+  loadServerConfig,
+  type ServerConfigInput,
+} from "../../src/config/server-config.ts";
+import { makeTempDir } from "./temp-dir.ts";
+
+let home: string;
+let cwd: string;
+let cleanup: () => Promise<void>;
+
+beforeEach(async () => {
+  const temp = await makeTempDir();
+  cleanup = temp.cleanup;
+  home = path.join(temp.dir, "home");
+  cwd = path.join(temp.dir, "work");
+  await mkdir(home);
+  await mkdir(cwd);
+});
+afterEach(async () => {
+  await cleanup();
+});
+
+function load(input: Partial<ServerConfigInput> = {}): LoadedServerConfig {
+  return loadServerConfig({ flags: {}, env: {}, cwd, homeDir: home, ...input });
+}
+
+async function writeDefaultFile(value: unknown): Promise<string> {
+  const file = defaultConfigFilePath(home);
+  await mkdir(path.dirname(file), { recursive: true });
+  await writeFile(file, typeof value === "string" ? value : JSON.stringify(value));
+  return file;
+}
+
+describe("loadServerConfig defaults", () => {
+  it("uses the defaults of SPEC section 3 when nothing is configured", () => {
+    const loaded = load();
+    expect(loaded.config).toEqual({
+      enabled: true,
+      host: "localhost",
+      basePort: 8100,
+      maxPort: 9099,
+      maxAgents: 10,
+      healthCheckIntervalMs: 30_000,
+      restartOnFailure: true,
+      maxRestarts: 3,
+      agentsDirectory: path.join(cwd, "atoll_agents"),
+      listen: "127.0.0.1:50051",
+      stateDir: path.join(home, ".local/state/atoll-deploy"),
+      authTokenFile: undefined,
+      tlsCert: undefined,
+      tlsKey: undefined,
+      tlsClientCa: undefined,
+      logLevel: "info",
+    });
+    expect(loaded.warnings).toEqual([]);
+    expect(loaded.configFile).toBeUndefined();
+    expect(new Set(Object.values(loaded.sources))).toEqual(new Set(["default"]));
+    expect(Object.isFrozen(loaded.config)).toBe(true);
+  });
+
+  it("puts the state directory under an absolute XDG_STATE_HOME and ignores a relative one", () => {
+    expect(load({ env: { XDG_STATE_HOME: "/var/state" } }).config.stateDir).toBe(
+      "/var/state/atoll-deploy",
+    );
+    expect(load({ env: { XDG_STATE_HOME: "relative" } }).config.stateDir).toBe(
+      path.join(home, ".local/state/atoll-deploy"),
+    );
+  });
+
+  it("derives max_port from base_port and cuts it at 65535", () => {
+    expect(load({ flags: { base_port: "9000" } }).config.maxPort).toBe(9999);
+    expect(load({ flags: { base_port: "65000" } }).config.maxPort).toBe(65535);
+  });
+});
+
+describe("loadServerConfig sources", () => {
+  it("reads the deployment object of the default config file and ignores its other keys", async () => {
+    const file = await writeDefaultFile({
+      base_url: "http://localhost",
+      port: 11434,
+      deployment: {
+        enabled: false,
+        host: "127.0.0.1",
+        base_port: 8200,
+        max_port: 8300,
+        max_agents: 4,
+        health_check_interval: 2.5,
+        restart_on_failure: false,
+        max_restarts: 0,
+        agents_directory: "agents",
+        listen: "unix:run/atoll.sock",
+        state_dir: "~/state",
+        auth_token_file: "/etc/atoll/token",
+        tls_cert: "cert.pem",
+        tls_key: "key.pem",
+        tls_client_ca: "ca.pem",
+        log_level: "DEBUG",
+      },
+    });
+    const loaded = load();
+    expect(loaded.configFile).toBe(file);
+    expect(loaded.warnings).toEqual([]);
+    expect(loaded.config).toEqual({
+      enabled: false,
+      host: "127.0.0.1",
+      basePort: 8200,
+      maxPort: 8300,
+      maxAgents: 4,
+      healthCheckIntervalMs: 2500,
+      restartOnFailure: false,
+      maxRestarts: 0,
+      agentsDirectory: path.join(cwd, "agents"),
+      listen: `unix:${path.join(cwd, "run/atoll.sock")}`,
+      stateDir: path.join(home, "state"),
+      authTokenFile: "/etc/atoll/token",
+      tlsCert: path.join(cwd, "cert.pem"),
+      tlsKey: path.join(cwd, "key.pem"),
+      tlsClientCa: path.join(cwd, "ca.pem"),
+      logLevel: "debug",
+    });
+    expect(new Set(Object.values(loaded.sources))).toEqual(new Set(["file"]));
+  });
+
+  it("applies defaults < file < environment < flags", async () => {
+    await writeDefaultFile({ deployment: { base_port: 8200, max_agents: 5, max_restarts: 7 } });
+    const loaded = load({
+      env: { ATOLL_DEPLOY_MAX_AGENTS: "6", ATOLL_DEPLOY_MAX_RESTARTS: "8" },
+      flags: { max_restarts: "9" },
+    });
+    expect(loaded.config).toMatchObject({
+      basePort: 8200,
+      maxAgents: 6,
+      maxRestarts: 9,
+      host: "localhost",
+    });
+    expect(loaded.sources).toMatchObject({
+      host: "default",
+      base_port: "file",
+      max_agents: "env",
+      max_restarts: "flag",
+    });
+  });
+
+  it("reads the file given by --config instead of the default one", async () => {
+    await writeDefaultFile({ deployment: { base_port: 8200 } });
+    await writeFile(
+      path.join(cwd, "custom.json"),
+      JSON.stringify({ deployment: { base_port: 8300 } }),
+    );
+    const loaded = load({ configFile: "custom.json" });
+    expect(loaded.config.basePort).toBe(8300);
+    expect(loaded.configFile).toBe(path.join(cwd, "custom.json"));
+  });
+
+  it("accepts a config file without a deployment object", async () => {
+    await writeDefaultFile({ base_url: "http://localhost:11434" });
+    expect(load().config.basePort).toBe(8100);
+  });
+
+  it("takes null as none for keys whose default is none", async () => {
+    await writeDefaultFile({ deployment: { auth_token_file: null } });
+    expect(load().config.authTokenFile).toBeUndefined();
+  });
+
+  it("reads booleans from the environment in their common spellings and ignores empty values", () => {
+    for (const [text, value] of [
+      ["yes", true],
+      ["OFF", false],
+      ["1", true],
+      ["false", false],
+    ] as const) {
+      expect(load({ env: { ATOLL_DEPLOY_ENABLED: text } }).config.enabled).toBe(value);
+    }
+    expect(load({ env: { ATOLL_DEPLOY_BASE_PORT: "" } }).config.basePort).toBe(8100);
+  });
+
+  it("sets restart_on_failure false from --no-restart", () => {
+    const loaded = load({ flags: { restart_on_failure: false } });
+    expect(loaded.config.restartOnFailure).toBe(false);
+    expect(loaded.sources.restart_on_failure).toBe("flag");
+  });
+
+  it("expands ~ and resolves relative paths against the working directory", () => {
+    const loaded = load({ flags: { agents_directory: "~/agents", state_dir: "../state" } });
+    expect(loaded.config.agentsDirectory).toBe(path.join(home, "agents"));
+    expect(loaded.config.stateDir).toBe(path.resolve(cwd, "../state"));
+  });
+
+  it.each([
+    ["[::1]:50051", "[::1]:50051"],
+    ["localhost:0", "localhost:0"],
+    ["0.0.0.0:50051", "0.0.0.0:50051"],
+    ["unix:///run/atoll.sock", "unix:/run/atoll.sock"],
+    ["unix:/run/atoll.sock", "unix:/run/atoll.sock"],
+  ])("accepts listen %j", (listen, expected) => {
+    expect(load({ flags: { listen } }).config.listen).toBe(expected);
+  });
+
+  it.each(["::1", "127.0.0.1", "agents.internal", "my_host"])("accepts host %j", (host) => {
+    expect(load({ flags: { host } }).config.host).toBe(host);
+  });
+});
+
+describe("loadServerConfig warnings", () => {
+  it("warns about unknown keys in the deployment object, with a suggestion", async () => {
+    const file = await writeDefaultFile({ deployment: { base_prot: 1, colour: "blue" } });
+    expect(load().warnings).toEqual([
+      `${file}: unknown key deployment.base_prot ignored (did you mean deployment.base_port?)`,
+      `${file}: unknown key deployment.colour ignored`,
+    ]);
+  });
+
+  it("warns about unknown ATOLL_DEPLOY_ variables but not about the client's server address", () => {
+    const loaded = load({
+      env: { ATOLL_DEPLOY_BASEPORT: "1", ATOLL_DEPLOY_SERVER: "x:1", OTHER: "y" },
+    });
+    expect(loaded.warnings).toEqual([
+      "unknown environment variable ATOLL_DEPLOY_BASEPORT ignored (did you mean ATOLL_DEPLOY_BASE_PORT?)",
+    ]);
+  });
+});
+
+describe("describeConfig", () => {
+  it("prints one line per key with its source and no secret content", async () => {
+    const loaded = load({
+      flags: { auth_token_file: "/etc/atoll/token", tls_cert: "/c.pem", tls_key: "/k.pem" },
+      env: { ATOLL_DEPLOY_HEALTH_CHECK_INTERVAL: "0.5" },
+    });
+    const text = describeConfig(loaded.config, loaded.sources);
+    const lines = text.split("\n");
+    expect(lines).toHaveLength(16);
+    expect(lines).toContain("base_port = 8100 (default)");
+    expect(lines).toContain("health_check_interval = 0.5 s (env)");
+    expect(lines).toContain("auth_token_file = /etc/atoll/token (flag)");
+    expect(lines).toContain("tls_key = /k.pem (flag)");
+    expect(lines).toContain("tls_client_ca = none (default)");
+    expect(describeConfig(loaded.config).split("\n")[0]).toBe("enabled = true");
+  });
+});
