@@ -179,6 +179,15 @@ export class AgentRegistry {
   }
 
   /**
+   * Refuses new operations and stops supervising, leaving every agent process
+   * running for the next daemon to adopt (upgrades; docs/operations.md).
+   */
+  detach(): void {
+    this.#closed = true;
+    for (const runner of this.#runners.values()) runner.detach();
+  }
+
+  /**
    * Refuses new operations and stops every live agent in parallel, each with its
    * grace. Desired state is kept so the agents come back at the next start.
    * Resolves true when any agent had to be killed.

@@ -232,6 +232,15 @@ export class AgentRunner {
     return this.#enqueue(() => this.#stop("SERVER_SHUTDOWN", true));
   }
 
+  /**
+   * Stops supervising without stopping the process (daemon upgrade): probes and
+   * timers end, the process keeps running and is adopted by the next daemon.
+   */
+  detach(): void {
+    this.#cancelBackoff();
+    this.#process?.monitors.abort();
+  }
+
   /** Stops the agent if live (keeping its port), then starts it like deploy(). */
   async restart(): Promise<AgentStatus> {
     this.#desired = "running";
@@ -278,7 +287,8 @@ export class AgentRunner {
       "ADOPTED",
       `adopted live process ${handle.pid} after a server restart`,
     );
-    void this.#monitorLiveness(slot);
+    // Probe at once: the adopted process has not been checked by this daemon yet.
+    void this.#monitorLiveness(slot, true);
   }
 
   #enqueue<T>(operation: () => Promise<T>): Promise<T> {
@@ -606,14 +616,16 @@ export class AgentRunner {
   }
 
   /** Liveness probes and memory checks every health_check_interval, never overlapping. */
-  async #monitorLiveness(slot: ProcessSlot): Promise<void> {
+  async #monitorLiveness(slot: ProcessSlot, probeFirst = false): Promise<void> {
     const { signal } = slot.monitors;
     const def = this.#definition;
     if (def === undefined) return;
     const d = def.deployment;
     const intervalMs = d.healthCheckIntervalMs ?? this.#deps.defaults.healthCheckIntervalMs;
+    let wait = !probeFirst;
     while (!signal.aborted) {
-      await delay(intervalMs, undefined, { signal }).catch(() => undefined);
+      if (wait) await delay(intervalMs, undefined, { signal }).catch(() => undefined);
+      wait = true;
       if (signal.aborted || !this.#isCurrent(slot)) return;
       if (this.#checkMemory(slot, def)) return;
       if (d.healthPath === "") continue;

@@ -1,0 +1,218 @@
+import { mkdir } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { watchAgentsDirectory } from "../config/agents-watcher.ts";
+import { isConfigError } from "../config/config-error.ts";
+import { discoverAgents } from "../config/discovery.ts";
+import { describeConfig, loadServerConfig } from "../config/server-config.ts";
+import type { ServerConfig } from "../config/server-config-types.ts";
+import { systemClock } from "../core/clock.ts";
+import { createJsonLogger, type Logger } from "../core/logger.ts";
+import { agentLogPath, LogRotator } from "../platform/log-file.ts";
+import { PortAllocator } from "../platform/port-allocator.ts";
+import { StateFile } from "../platform/state-file.ts";
+import { startRpcServer } from "../rpc/server.ts";
+import { AgentRegistry } from "../supervisor/agent-registry.ts";
+import { SlotPool } from "../supervisor/agent-slots.ts";
+import { restoreState, StateSaver } from "../supervisor/daemon-state.ts";
+import { createRunnerPlatform } from "../supervisor/platform-binding.ts";
+import { parseServeFlags, SERVE_USAGE } from "./serve-flags.ts";
+
+/** Absolute path of the bundled `atoll-agent` entry point. */
+const BUNDLED_AGENT = fileURLToPath(new URL("../../bin/atoll-agent.js", import.meta.url));
+
+/** How long in-flight RPCs get to finish during a shutdown before connections are cut. */
+const RPC_DRAIN_GRACE_MS = 5_000;
+
+export interface ServeIo {
+  readonly argv: readonly string[];
+  readonly env: NodeJS.ProcessEnv;
+  readonly cwd: string;
+  readonly stdout: NodeJS.WritableStream;
+  readonly stderr: NodeJS.WritableStream;
+  /**
+   * Resolves with the first of SIGTERM, SIGINT (stop agents, exit) or SIGUSR2
+   * (detach: exit leaving agents running); `onSecond` runs on any later signal.
+   */
+  readonly shutdownSignals: (onSecond: () => void) => Promise<NodeJS.Signals>;
+}
+
+/** `argv[0]` → the argv prefix that runs it: the bundled runtime runs on this very Node. */
+function resolveCommand(argv0: string): readonly string[] {
+  return argv0 === "atoll-agent" ? [process.execPath, BUNDLED_AGENT] : [argv0];
+}
+
+function loadConfig(io: ServeIo): { config: ServerConfig; warnings: string[] } | number {
+  const parsed = parseServeFlags(io.argv);
+  if ("error" in parsed) {
+    io.stderr.write(`atoll-deploy serve: ${parsed.error}\n${SERVE_USAGE}`);
+    return 2;
+  }
+  if (parsed.help) {
+    io.stdout.write(SERVE_USAGE);
+    return 0;
+  }
+  try {
+    return loadServerConfig({
+      flags: parsed.flags,
+      env: io.env,
+      cwd: io.cwd,
+      homeDir: io.env.HOME ?? os.homedir(),
+      ...(parsed.configFile !== undefined && { configFile: parsed.configFile }),
+    });
+  } catch (error) {
+    if (isConfigError(error)) {
+      io.stderr.write(`atoll-deploy serve: ${error.message}\n`);
+      return 2;
+    }
+    throw error;
+  }
+}
+
+/**
+ * `atoll-deploy serve`: runs the daemon until SIGTERM/SIGINT. Exit status 0 when
+ * every agent stopped within its grace, 1 when any had to be killed or the
+ * server could not start, 2 for configuration errors.
+ */
+export async function runServe(io: ServeIo): Promise<number> {
+  const loaded = loadConfig(io);
+  if (typeof loaded === "number") return loaded;
+  const { config, warnings } = loaded;
+  if (!config.enabled) {
+    io.stdout.write("atoll-deploy: the server is disabled by config (enabled = false)\n");
+    return 0;
+  }
+  const logger = createJsonLogger({ sink: io.stderr, level: config.logLevel });
+  for (const warning of warnings) logger.warn(warning);
+  logger.info("effective configuration", { config: describeConfig(config) });
+
+  let discovered: Awaited<ReturnType<typeof discoverAgents>>;
+  try {
+    discovered = await discoverAgents(config.agentsDirectory);
+  } catch (error) {
+    io.stderr.write(
+      `atoll-deploy serve: ${error instanceof Error ? error.message : String(error)}\n`,
+    );
+    return 2;
+  }
+  const logDir = path.join(config.stateDir, "logs");
+  await mkdir(logDir, { recursive: true });
+
+  const lifetime = new AbortController();
+  const force = new AbortController();
+  const stateFile = new StateFile(path.join(config.stateDir, "state.json"));
+  let registry: AgentRegistry | undefined;
+  const saver = new StateSaver(
+    stateFile,
+    () => {
+      if (registry === undefined) throw new Error("registry not ready");
+      return registry;
+    },
+    logger,
+  );
+  const rotator = new LogRotator({
+    onError: (error: unknown) => logger.warn("log rotation failed", { error: String(error) }),
+  });
+  registry = new AgentRegistry(
+    {
+      clock: systemClock,
+      platform: createRunnerPlatform(),
+      ports: new PortAllocator({
+        host: config.host,
+        basePort: config.basePort,
+        maxPort: config.maxPort,
+      }),
+      slots: new SlotPool(config.maxAgents),
+      defaults: {
+        autoRestart: config.restartOnFailure,
+        maxRestarts: config.maxRestarts,
+        healthCheckIntervalMs: config.healthCheckIntervalMs,
+      },
+      host: config.host,
+      logDir,
+      resolveCommand,
+      baseEnv: io.env,
+      logger,
+      forceStop: force.signal,
+    },
+    () => saver.schedule(),
+  );
+  const track = (names: Iterable<string>): void => {
+    for (const name of names) rotator.add(agentLogPath(logDir, name));
+  };
+  registry.applyDiscovery(discovered.agents);
+  for (const warning of discovered.warnings) logger.warn(warning);
+  track(registry.list().map((s) => s.name));
+
+  let server: Awaited<ReturnType<typeof startRpcServer>>;
+  try {
+    server = await startRpcServer({
+      registry,
+      clock: systemClock,
+      logger,
+      listen: config.listen,
+      authTokenFile: config.authTokenFile,
+      tlsCert: config.tlsCert,
+      tlsKey: config.tlsKey,
+      tlsClientCa: config.tlsClientCa,
+    });
+  } catch (error) {
+    io.stderr.write(
+      `atoll-deploy serve: ${error instanceof Error ? error.message : String(error)}\n`,
+    );
+    lifetime.abort();
+    return 1;
+  }
+
+  const restored = await restoreState(stateFile, registry, logger, lifetime.signal);
+  registry.autostart();
+  logger.info("restored previous state", restored);
+  void rotator.run(lifetime.signal);
+  void watchAgentsDirectory(
+    config.agentsDirectory,
+    (result) => {
+      registry.applyDiscovery(result.agents);
+      track(result.agents.map((a) => (a.kind === "valid" ? a.definition.name : a.name)));
+    },
+    {
+      signal: lifetime.signal,
+      initial: discovered,
+      onError: (error: unknown) =>
+        logger.warn("agents directory scan failed", { error: String(error) }),
+    },
+  ).catch((error: unknown) =>
+    logger.error("agents directory watch failed", { error: String(error) }),
+  );
+
+  io.stdout.write(`atoll-deploy listening on ${server.address}\n`);
+  logger.info("listening", { address: server.address, agents: registry.list().length });
+
+  const signal = await io.shutdownSignals(() => {
+    logger.warn("second signal: killing agents now");
+    force.abort();
+  });
+  server.beginDrain();
+  if (signal === "SIGUSR2") {
+    // Upgrade path: leave the agents running; the next `serve` adopts them.
+    logger.info("detaching: agents keep running for the next daemon to adopt", { signal });
+    registry.detach();
+    await saver
+      .save()
+      .catch((error: unknown) => logger.error("final state save failed", { error: String(error) }));
+    lifetime.abort();
+    await server.close(RPC_DRAIN_GRACE_MS);
+    return 0;
+  }
+  logger.info("shutting down", { signal });
+  const { killed } = await registry.shutdown();
+  await saver
+    .save()
+    .catch((error: unknown) => logger.error("final state save failed", { error: String(error) }));
+  lifetime.abort();
+  await server.close(RPC_DRAIN_GRACE_MS);
+  logger.info("stopped", { killedAgents: killed });
+  return killed ? 1 : 0;
+}
+
+export type { Logger };

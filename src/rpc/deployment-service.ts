@@ -1,0 +1,204 @@
+import type { MessageInitShape } from "@bufbuild/protobuf";
+import { timestampFromMs } from "@bufbuild/protobuf/wkt";
+import {
+  type DeploymentService,
+  WatchEventType,
+  type WatchHealthResponseSchema,
+} from "../../gen/atoll/deployment/v1/deployment_service_pb.ts";
+import type { Clock } from "../core/clock.ts";
+import { DeployError } from "../core/errors.ts";
+import { followLog, readLogTail } from "../platform/log-file.ts";
+import type { AgentRegistry } from "../supervisor/agent-registry.ts";
+import type { AgentChange } from "../supervisor/agent-status.ts";
+import {
+  agentStateFromProto,
+  agentStateToProto,
+  agentToProto,
+  healthToProto,
+} from "./agent-convert.ts";
+import type { CallContext, ServiceHandlers } from "./grpc-adapter.ts";
+import { WatchQueue } from "./watch-queue.ts";
+
+/** Most lines StreamLogs sends as its tail. */
+export const MAX_TAIL_LINES = 10_000;
+/** Lines per StreamLogs message. */
+const LOG_BATCH_LINES = 500;
+
+export interface DeploymentServiceOptions {
+  readonly registry: AgentRegistry;
+  readonly clock: Clock;
+  /** Idle time after which a watch gets a HEARTBEAT (default 15 s). */
+  readonly heartbeatIntervalMs?: number;
+  /** Most concurrent WatchHealth streams (default 2000). */
+  readonly maxWatchers?: number;
+  /** Changes buffered per watcher before coalescing (default 1024). */
+  readonly watchBufferLimit?: number;
+  /** Aborted when the server drains: ends open watches and log follows with UNAVAILABLE. */
+  readonly shutdownSignal: AbortSignal;
+}
+
+type WatchEvent = MessageInitShape<typeof WatchHealthResponseSchema>;
+
+/** The DeploymentService handlers over an agent registry. */
+export function createDeploymentService(
+  options: DeploymentServiceOptions,
+): ServiceHandlers<typeof DeploymentService> {
+  const { registry, clock, shutdownSignal } = options;
+  const heartbeatIntervalMs = options.heartbeatIntervalMs ?? 15_000;
+  const maxWatchers = options.maxWatchers ?? 2000;
+  let watchers = 0;
+
+  const changeEvent = (change: AgentChange): WatchEvent => ({
+    type: change.kind === "removed" ? WatchEventType.REMOVED : WatchEventType.CHANGE,
+    revision: BigInt(change.revision),
+    agent: agentToProto(change.status),
+    previousState: agentStateToProto(change.previousState),
+    previousHealth: healthToProto(change.previousHealth),
+    time: timestampFromMs(change.atMs),
+  });
+
+  const shuttingDown = (): DeployError =>
+    new DeployError("SERVER_SHUTTING_DOWN", "the server is shutting down");
+
+  return {
+    async deploy(request) {
+      return { agent: agentToProto(await registry.deploy(request.name)) };
+    },
+    async undeploy(request) {
+      return { agent: agentToProto(await registry.undeploy(request.name)) };
+    },
+    async restart(request) {
+      return { agent: agentToProto(await registry.restart(request.name)) };
+    },
+    async getStatus(request) {
+      return { agent: agentToProto(registry.status(request.name)) };
+    },
+    async listAgents(request) {
+      const wanted = new Set<string>();
+      for (const value of request.states) {
+        const state = agentStateFromProto(value);
+        if (state === undefined) {
+          throw new DeployError("INVALID_ARGUMENT", `states: unknown agent state ${value}`);
+        }
+        wanted.add(state);
+      }
+      const agents = registry.list().filter((s) => wanted.size === 0 || wanted.has(s.state));
+      return { agents: agents.map(agentToProto) };
+    },
+
+    async *streamLogs(request, context: CallContext) {
+      const runner = registry.runner(request.name);
+      if (request.tailLines < 0) {
+        throw new DeployError("INVALID_ARGUMENT", "tail_lines must not be negative");
+      }
+      const logPath = runner.status().logPath;
+      const tail = await readLogTail(logPath, Math.min(request.tailLines, MAX_TAIL_LINES));
+      for (let i = 0; i < tail.lines.length; i += LOG_BATCH_LINES) {
+        yield { lines: tail.lines.slice(i, i + LOG_BATCH_LINES) };
+      }
+      if (!request.follow) return;
+      // Ends when the client cancels, the server drains, or the agent is removed.
+      const stop = new AbortController();
+      const onShutdown = (): void => stop.abort();
+      shutdownSignal.addEventListener("abort", onShutdown, { once: true });
+      context.signal.addEventListener("abort", onShutdown, { once: true });
+      const unsubscribe = registry.events.subscribe((change) => {
+        if (change.kind === "removed" && change.name === request.name) stop.abort();
+      });
+      try {
+        for await (const lines of followLog(logPath, {
+          signal: stop.signal,
+          fromOffset: tail.endOffset,
+        })) {
+          for (let i = 0; i < lines.length; i += LOG_BATCH_LINES) {
+            yield { lines: lines.slice(i, i + LOG_BATCH_LINES) };
+          }
+        }
+        if (shutdownSignal.aborted && !context.signal.aborted) throw shuttingDown();
+      } finally {
+        unsubscribe();
+        shutdownSignal.removeEventListener("abort", onShutdown);
+        context.signal.removeEventListener("abort", onShutdown);
+      }
+    },
+
+    async *watchHealth(request, context: CallContext) {
+      if (shutdownSignal.aborted) throw shuttingDown();
+      for (const name of request.names) registry.runner(name); // validates every name first
+      if (watchers >= maxWatchers) {
+        throw new DeployError(
+          "TOO_MANY_WATCHERS",
+          `at most ${maxWatchers} WatchHealth streams may be open at once`,
+        );
+      }
+      const names = new Set(request.names);
+      const selected = (name: string): boolean => names.size === 0 || names.has(name);
+      const queue = new WatchQueue(options.watchBufferLimit);
+      watchers += 1;
+      // Subscribe before the snapshot so no change between the two is lost.
+      const unsubscribe = registry.events.subscribe((change) => {
+        if (selected(change.name)) queue.push(change);
+      });
+      const wake = (): void => queue.wake();
+      shutdownSignal.addEventListener("abort", wake, { once: true });
+      try {
+        const resumeAfter = Number(request.resumeAfterRevision);
+        const missed = resumeAfter > 0 ? registry.events.since(resumeAfter) : undefined;
+        let sentUpTo = registry.events.revision;
+        if (missed !== undefined) {
+          // Resume: replay what the client missed instead of a snapshot.
+          for (const change of missed) if (selected(change.name)) yield changeEvent(change);
+        } else {
+          for (const status of registry.list()) {
+            if (!selected(status.name)) continue;
+            yield {
+              type: WatchEventType.SNAPSHOT,
+              revision: BigInt(sentUpTo),
+              agent: agentToProto(status),
+              time: timestampFromMs(clock.now()),
+            };
+          }
+          yield {
+            type: WatchEventType.SNAPSHOT_COMPLETE,
+            revision: BigInt(sentUpTo),
+            time: timestampFromMs(clock.now()),
+          };
+        }
+        while (!context.signal.aborted) {
+          if (shutdownSignal.aborted) throw shuttingDown();
+          if (queue.overflowed) {
+            throw new DeployError(
+              "WATCHER_TOO_SLOW",
+              "the watcher did not keep up with the changes; resume after the last revision seen",
+            );
+          }
+          const changes = queue.drain();
+          if (changes.length === 0) {
+            const heartbeat = AbortSignal.any([
+              context.signal,
+              AbortSignal.timeout(heartbeatIntervalMs),
+            ]);
+            await queue.waitForItems(heartbeat);
+            if (queue.size === 0 && !context.signal.aborted && !shutdownSignal.aborted) {
+              yield {
+                type: WatchEventType.HEARTBEAT,
+                revision: BigInt(registry.events.revision),
+                time: timestampFromMs(clock.now()),
+              };
+            }
+            continue;
+          }
+          for (const change of changes) {
+            if (change.revision <= sentUpTo) continue; // already covered by the snapshot/replay
+            sentUpTo = change.revision;
+            yield changeEvent(change);
+          }
+        }
+      } finally {
+        watchers -= 1;
+        unsubscribe();
+        shutdownSignal.removeEventListener("abort", wake);
+      }
+    },
+  };
+}

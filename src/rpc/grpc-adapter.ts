@@ -1,0 +1,423 @@
+/**
+ * The one adapter between protobuf-es service descriptors and grpc-js, generic over any
+ * `DescService`: the grpc-js service definition (paths and protobuf-es serializers), typed
+ * server handlers wrapped so that nothing they throw can escape into grpc-js, and (in
+ * `grpc-client.ts`) the typed client.
+ *
+ * Server handlers receive a `CallContext` whose `signal` aborts when the client cancels or the
+ * deadline passes. Unary handlers return (a promise of) the response; server-streaming handlers
+ * return an `AsyncIterable` of responses, pulled only as fast as the client reads (HTTP/2 flow
+ * control → grpc-js `write()` returning false → wait for `drain`).
+ */
+import {
+  create,
+  type DescMessage,
+  type DescMethod,
+  type DescService,
+  fromBinary,
+  isMessage,
+  type MessageInitShape,
+  type MessageShape,
+  toBinary,
+} from "@bufbuild/protobuf";
+import type * as grpc from "@grpc/grpc-js";
+import { DeployError } from "../core/errors.ts";
+import { type Logger, silentLogger } from "../core/logger.ts";
+import type { ErrorToStatus } from "./error-mapping.ts";
+
+export {
+  type ClientCallOptions,
+  createClient,
+  RpcError,
+  type ServiceClient,
+} from "./grpc-client.ts";
+
+/** What a handler knows about its call besides the request. */
+export interface CallContext {
+  /** The RPC being served. */
+  readonly method: DescMethod;
+  /**
+   * Aborted when the client cancels, the connection breaks or the deadline passes, while the
+   * call is open (reason: a DOMException named `AbortError` or `TimeoutError`); never after the
+   * adapter has sent the response or status. Pass it to every long-running operation.
+   */
+  readonly signal: AbortSignal;
+  /** Request headers (custom metadata) sent by the client. */
+  readonly metadata: grpc.Metadata;
+  /** The client's deadline, or undefined when it set none. */
+  readonly deadline: Date | undefined;
+  /** The client's address as grpc-js reports it (`ipv4:127.0.0.1:53124`, `unix:...`). */
+  readonly peer: string;
+}
+
+/** A unary RPC: one request, one response (a full message or an init object). */
+export type UnaryHandler<I extends DescMessage, O extends DescMessage> = (
+  request: MessageShape<I>,
+  context: CallContext,
+) => Promise<MessageInitShape<O>>;
+
+/**
+ * A server-streaming RPC: the responses in order; the stream ends OK when the iterable ends, or
+ * with the mapped status when it throws. It must end when `context.signal` aborts: the adapter
+ * stops pulling and calls `return()` on it, but cannot interrupt an await inside it.
+ */
+export type ServerStreamingHandler<I extends DescMessage, O extends DescMessage> = (
+  request: MessageShape<I>,
+  context: CallContext,
+) => AsyncIterable<MessageInitShape<O>>;
+
+/** The handler type of one method descriptor; `never` for client/bidi streaming (unsupported). */
+export type MethodHandler<M> = M extends {
+  readonly methodKind: "unary";
+  readonly input: infer I extends DescMessage;
+  readonly output: infer O extends DescMessage;
+}
+  ? UnaryHandler<I, O>
+  : M extends {
+        readonly methodKind: "server_streaming";
+        readonly input: infer I extends DescMessage;
+        readonly output: infer O extends DescMessage;
+      }
+    ? ServerStreamingHandler<I, O>
+    : never;
+
+/** One handler per RPC of `S`, keyed by the method's local name (`deploy`, `watchHealth`). */
+export type ServiceHandlers<S extends DescService> = {
+  readonly [K in keyof S["method"]]: MethodHandler<S["method"][K]>;
+};
+
+export interface ServiceImplementationOptions {
+  /** The single error → status mapping (`createErrorToStatus` in production). */
+  readonly toStatus: ErrorToStatus;
+  /**
+   * Receives what cannot become a status: failures after the call was cancelled (debug) and
+   * errors thrown by grpc-js itself while responding (error). Default: silent.
+   */
+  readonly logger?: Logger;
+}
+
+/** The gRPC path of a method: `/atoll.deployment.v1.DeploymentService/Deploy`. */
+export function methodPath(method: DescMethod): string {
+  return `/${method.parent.typeName}/${method.name}`;
+}
+
+/**
+ * A request whose bytes did not decode. grpc-js answers a throwing deserializer with INTERNAL
+ * before any handler runs; decoding to this marker instead lets the wrapper answer
+ * INVALID_ARGUMENT through the error mapping.
+ */
+class MalformedRequest {
+  readonly cause: unknown;
+  constructor(cause: unknown) {
+    this.cause = cause;
+  }
+}
+
+function decodeRequest(schema: DescMessage, bytes: Buffer): unknown {
+  try {
+    return fromBinary(schema, bytes);
+  } catch (error) {
+    return new MalformedRequest(error);
+  }
+}
+
+function malformedRequestError(method: DescMethod, request: MalformedRequest): DeployError {
+  const why = request.cause instanceof Error ? `: ${request.cause.message}` : "";
+  return new DeployError(
+    "INVALID_ARGUMENT",
+    `request is not a valid ${method.input.typeName}${why}`,
+    {},
+    { cause: request.cause },
+  );
+}
+
+function toBuffer(bytes: Uint8Array): Buffer {
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
+
+/**
+ * Serializes a response; bytes pass through, so a wrapper can serialize inside its own error
+ * handling (a bad response becomes a logged INTERNAL, not grpc-js's anonymous one).
+ */
+function encodeResponse(schema: DescMessage, value: unknown): Buffer {
+  if (value instanceof Uint8Array) return toBuffer(value);
+  return toBuffer(toBinary(schema, value as MessageShape<DescMessage>));
+}
+
+function encodeInit(schema: DescMessage, init: MessageInitShape<DescMessage>): Buffer {
+  const message = isMessage(init, schema) ? init : create(schema, init);
+  return toBuffer(toBinary(schema, message));
+}
+
+/**
+ * The grpc-js service definition of `service`, keyed by method local name. Requests decode with
+ * `fromBinary`; undecodable bytes reach the wrapped handler as INVALID_ARGUMENT. Responses
+ * encode with `toBinary` (or pass through when already bytes).
+ */
+export function createServiceDefinition(service: DescService): grpc.ServiceDefinition {
+  const definition: Record<string, grpc.MethodDefinition<unknown, unknown>> = {};
+  for (const method of service.methods) {
+    definition[method.localName] = {
+      path: methodPath(method),
+      originalName: method.name,
+      requestStream:
+        method.methodKind === "client_streaming" || method.methodKind === "bidi_streaming",
+      responseStream:
+        method.methodKind === "server_streaming" || method.methodKind === "bidi_streaming",
+      requestSerialize: (value) => encodeInit(method.input, value as MessageInitShape<DescMessage>),
+      requestDeserialize: (bytes) => decodeRequest(method.input, bytes),
+      responseSerialize: (value) => encodeResponse(method.output, value),
+      responseDeserialize: (bytes) => fromBinary(method.output, bytes),
+    };
+  }
+  return definition;
+}
+
+type ServerCall =
+  | grpc.ServerUnaryCall<unknown, unknown>
+  | grpc.ServerWritableStream<unknown, unknown>;
+
+/**
+ * Builds the context of one call. Its signal aborts on grpc-js's `cancelled` event (client
+ * cancel, deadline, broken connection) until `settle()`: grpc-js also emits `cancelled` when the
+ * stream closes after a normal finish, which must not look like a cancel to the handler.
+ */
+function createCallContext(
+  call: ServerCall,
+  method: DescMethod,
+): { readonly context: CallContext; readonly settle: () => void } {
+  const controller = new AbortController();
+  const rawDeadline = call.getDeadline();
+  const deadline =
+    rawDeadline instanceof Date
+      ? rawDeadline
+      : Number.isFinite(rawDeadline)
+        ? new Date(rawDeadline)
+        : undefined;
+  const abort = (): void => {
+    // grpc-js reports a passed deadline and a client cancel alike; tell them apart for handlers.
+    const timedOut = deadline !== undefined && Date.now() >= deadline.getTime();
+    controller.abort(
+      timedOut
+        ? new DOMException("the call's deadline passed", "TimeoutError")
+        : new DOMException("the client cancelled the call", "AbortError"),
+    );
+  };
+  if (call.cancelled) abort();
+  else call.once("cancelled", abort);
+  const context: CallContext = {
+    method,
+    signal: controller.signal,
+    metadata: call.metadata,
+    deadline,
+    peer: call.getPeer(),
+  };
+  return { context, settle: () => call.off("cancelled", abort) };
+}
+
+/**
+ * The grpc-js implementation of `service`: every handler wrapped so a thrown error or rejected
+ * promise becomes `toStatus(error)`, a result arriving after cancellation is dropped, and
+ * nothing escapes into grpc-js. Throws TypeError when a handler is missing or a method is
+ * client- or bidi-streaming.
+ */
+export function createServiceImplementation<S extends DescService>(
+  service: S,
+  handlers: ServiceHandlers<S>,
+  options: ServiceImplementationOptions,
+): grpc.UntypedServiceImplementation {
+  const implementation: grpc.UntypedServiceImplementation = {};
+  const byName = handlers as unknown as Readonly<Record<string, unknown>>;
+  for (const method of service.methods) {
+    const handler = byName[method.localName];
+    if (typeof handler !== "function") {
+      throw new TypeError(`no handler for ${method.parent.typeName}.${method.name}`);
+    }
+    switch (method.methodKind) {
+      case "unary":
+        implementation[method.localName] = wrapUnary(
+          method,
+          handler as UnaryHandler<DescMessage, DescMessage>,
+          options,
+        );
+        break;
+      case "server_streaming":
+        implementation[method.localName] = wrapServerStreaming(
+          method,
+          handler as ServerStreamingHandler<DescMessage, DescMessage>,
+          options,
+        );
+        break;
+      default:
+        throw new TypeError(
+          `${method.parent.typeName}.${method.name}: ${method.methodKind} methods are not supported`,
+        );
+    }
+  }
+  return implementation;
+}
+
+/** `server.addService` with the definition and wrapped implementation of `service`. */
+export function addService<S extends DescService>(
+  server: grpc.Server,
+  service: S,
+  handlers: ServiceHandlers<S>,
+  options: ServiceImplementationOptions,
+): void {
+  server.addService(
+    createServiceDefinition(service),
+    createServiceImplementation(service, handlers, options),
+  );
+}
+
+function logLate(logger: Logger, method: DescMethod, error: unknown): void {
+  logger.debug("RPC handler failed after its call ended", { method: methodPath(method), error });
+}
+
+function wrapUnary(
+  method: DescMethod,
+  handler: UnaryHandler<DescMessage, DescMessage>,
+  options: ServiceImplementationOptions,
+): grpc.handleUnaryCall<unknown, unknown> {
+  const logger = options.logger ?? silentLogger;
+  const path = methodPath(method);
+  return (call, callback) => {
+    const { context, settle } = createCallContext(call, method);
+    const run = async (): Promise<Buffer> => {
+      const request = call.request;
+      if (request instanceof MalformedRequest) throw malformedRequestError(method, request);
+      const response = await handler(request as MessageShape<DescMessage>, context);
+      return encodeInit(method.output, response);
+    };
+    run()
+      .then(
+        (bytes) => {
+          // After a cancel grpc-js has already ended the call; a late answer is just dropped.
+          if (context.signal.aborted) return;
+          settle();
+          callback(null, bytes);
+        },
+        (error: unknown) => {
+          if (context.signal.aborted) {
+            logLate(logger, method, error);
+            return;
+          }
+          settle();
+          callback(options.toStatus(error, { method: path }), null);
+        },
+      )
+      .catch((error: unknown) => {
+        logger.error("responding to an RPC failed", { method: path, error });
+      });
+  };
+}
+
+const ABORTED = Symbol("aborted");
+
+/** The iterator's next result, or ABORTED as soon as `signal` aborts (whichever comes first). */
+function nextOrAbort<T>(
+  iterator: AsyncIterator<T>,
+  signal: AbortSignal,
+  onLateError: (error: unknown) => void,
+): Promise<IteratorResult<T> | typeof ABORTED> {
+  if (signal.aborted) return Promise.resolve(ABORTED);
+  const next = iterator.next();
+  return new Promise((resolve, reject) => {
+    const onAbort = (): void => {
+      // The pending next() may still settle; its outcome no longer matters but must not be an
+      // unhandled rejection.
+      next.catch(onLateError);
+      resolve(ABORTED);
+    };
+    signal.addEventListener("abort", onAbort, { once: true });
+    next.then(
+      (result) => {
+        signal.removeEventListener("abort", onAbort);
+        resolve(result);
+      },
+      (error: unknown) => {
+        signal.removeEventListener("abort", onAbort);
+        reject(error);
+      },
+    );
+  });
+}
+
+/** Resolves when the stream can take more writes, closes, or the call is cancelled. */
+function writable(call: grpc.ServerWritableStream<unknown, unknown>, signal: AbortSignal) {
+  return new Promise<void>((resolve) => {
+    const done = (): void => {
+      call.off("drain", done);
+      call.off("close", done);
+      signal.removeEventListener("abort", done);
+      resolve();
+    };
+    call.on("drain", done);
+    call.on("close", done);
+    signal.addEventListener("abort", done);
+  });
+}
+
+function wrapServerStreaming(
+  method: DescMethod,
+  handler: ServerStreamingHandler<DescMessage, DescMessage>,
+  options: ServiceImplementationOptions,
+): grpc.handleServerStreamingCall<unknown, unknown> {
+  const logger = options.logger ?? silentLogger;
+  const path = methodPath(method);
+  return (call) => {
+    const { context, settle } = createCallContext(call, method);
+    const { signal } = context;
+    const stopped = (): boolean => signal.aborted || call.destroyed;
+    const run = async (): Promise<void> => {
+      const request = call.request;
+      if (request instanceof MalformedRequest) throw malformedRequestError(method, request);
+      const iterator = handler(request as MessageShape<DescMessage>, context)[
+        Symbol.asyncIterator
+      ]();
+      let finished = false;
+      try {
+        while (!stopped()) {
+          const result = await nextOrAbort(iterator, signal, (error) =>
+            logLate(logger, method, error),
+          );
+          if (result === ABORTED) break;
+          if (result.done === true) {
+            finished = true;
+            break;
+          }
+          const bytes = encodeInit(method.output, result.value);
+          if (stopped()) break;
+          // write() returns false once grpc-js buffers a high-water mark of messages the
+          // client has not taken yet: stop pulling from the handler until it drains.
+          if (!call.write(bytes)) await writable(call, signal);
+        }
+      } finally {
+        // Tell the handler to clean up when we stop early. Not awaited: a handler blocked in an
+        // await only sees it at its next yield, and that must not hold up the status.
+        if (!finished)
+          iterator.return?.().catch((error: unknown) => logLate(logger, method, error));
+      }
+    };
+    run()
+      .then(
+        () => {
+          if (stopped()) return;
+          settle();
+          call.end();
+        },
+        (error: unknown) => {
+          if (stopped()) {
+            logLate(logger, method, error);
+            return;
+          }
+          settle();
+          // grpc-js's own 'error' listener turns this into the trailers and ends the call.
+          call.emit("error", options.toStatus(error, { method: path }));
+        },
+      )
+      .catch((error: unknown) => {
+        logger.error("responding to an RPC failed", { method: path, error });
+      });
+  };
+}

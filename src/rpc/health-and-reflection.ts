@@ -1,0 +1,208 @@
+/**
+ * The standard side services: `grpc.health.v1.Health` (so ordinary gRPC health probes work,
+ * and a draining server can say NOT_SERVING) and server reflection v1 and v1alpha (so tools
+ * such as grpcurl can call the API without the .proto files). Both use the maintained grpc-js
+ * implementations; reflection is fed from the protobuf-es descriptors compiled into `gen/`.
+ */
+import { create, type DescFile, type DescService, fromBinary, toBinary } from "@bufbuild/protobuf";
+import {
+  type DescriptorProto,
+  type EnumDescriptorProto,
+  type FileDescriptorProto,
+  FileDescriptorProtoSchema,
+  FileDescriptorSetSchema,
+} from "@bufbuild/protobuf/wkt";
+import type { Server } from "@grpc/grpc-js";
+import {
+  loadFileDescriptorSetFromBuffer,
+  loadSync,
+  type MessageTypeDefinition,
+  type PackageDefinition,
+} from "@grpc/proto-loader";
+import { ReflectionService } from "@grpc/reflection";
+import { HealthImplementation, protoPath as healthProtoPath } from "grpc-health-check";
+
+/** Fully qualified name of the gRPC health service. */
+export const HEALTH_SERVICE_NAME = "grpc.health.v1.Health";
+
+/** A status the health service reports (`SERVICE_UNKNOWN` is produced by Watch itself). */
+export type ServingStatus = "UNKNOWN" | "SERVING" | "NOT_SERVING";
+
+/**
+ * `grpc.health.v1.Health` for this server: one status shared by the overall server (`""`) and
+ * each named service. Check of any other name is NOT_FOUND; Watch streams every change.
+ */
+export class ServerHealth {
+  readonly #implementation: HealthImplementation;
+  readonly #serviceNames: readonly string[];
+  #status: ServingStatus;
+
+  /**
+   * @param serviceNames fully qualified names reported besides `""`
+   *   (for example `atoll.deployment.v1.DeploymentService`).
+   * @param initial the status until changed; default SERVING.
+   */
+  constructor(serviceNames: readonly string[], initial: ServingStatus = "SERVING") {
+    this.#serviceNames = ["", ...serviceNames.filter((name) => name !== "")];
+    this.#status = initial;
+    this.#implementation = new HealthImplementation(
+      Object.fromEntries(this.#serviceNames.map((name) => [name, initial])),
+    );
+  }
+
+  /** The status currently reported. */
+  get status(): ServingStatus {
+    return this.#status;
+  }
+
+  /** Reports `status` for the server and every service, notifying open Watch streams. */
+  setStatus(status: ServingStatus): void {
+    this.#status = status;
+    for (const name of this.#serviceNames) this.#implementation.setStatus(name, status);
+  }
+
+  /** Reports SERVING. */
+  setServing(): void {
+    this.setStatus("SERVING");
+  }
+
+  /** Reports NOT_SERVING: call when draining, so load balancers and probes stop sending calls. */
+  setNotServing(): void {
+    this.setStatus("NOT_SERVING");
+  }
+
+  /** Registers the health service on `server` (before `bindAsync`). */
+  addToServer(server: Server): void {
+    this.#implementation.addToServer(server);
+  }
+}
+
+/**
+ * The file descriptors of `files` and everything they import, each once, every file after its
+ * dependencies (the order a FileDescriptorSet consumer expects).
+ */
+export function collectFileDescriptors(files: readonly DescFile[]): FileDescriptorProto[] {
+  const ordered = new Map<string, FileDescriptorProto>();
+  const visit = (file: DescFile): void => {
+    if (ordered.has(file.proto.name)) return;
+    for (const dependency of file.dependencies) visit(dependency);
+    ordered.set(file.proto.name, file.proto);
+  };
+  for (const file of files) visit(file);
+  return [...ordered.values()];
+}
+
+/** The name reflection gives grpc-health-check's health.proto (its canonical path). */
+export const HEALTH_PROTO_NAME = "grpc/health/v1/health.proto";
+
+/**
+ * Rewrites the relative type references of `file` (as protobufjs renders them) to fully
+ * qualified ones, resolving with protobuf's scoping rules against the types `file` declares.
+ * protoc always writes qualified names, and strict descriptor consumers (protobuf-es registries)
+ * accept nothing else. References to types the file does not declare are left unchanged.
+ */
+function qualifyTypeNames(file: FileDescriptorProto): void {
+  const declared = new Set<string>();
+  const packageScope = file.package === "" ? "" : `.${file.package}`;
+  const collect = (scope: string, messages: DescriptorProto[], enums: EnumDescriptorProto[]) => {
+    for (const enumType of enums) declared.add(`${scope}.${enumType.name}`);
+    for (const message of messages) {
+      const name = `${scope}.${message.name}`;
+      declared.add(name);
+      collect(name, message.nestedType, message.enumType);
+    }
+  };
+  collect(packageScope, file.messageType, file.enumType);
+  const resolve = (scope: string, ref: string): string => {
+    if (ref === "" || ref.startsWith(".")) return ref;
+    for (let outer = scope; ; outer = outer.slice(0, outer.lastIndexOf("."))) {
+      const candidate = `${outer}.${ref}`;
+      if (declared.has(candidate)) return candidate;
+      if (outer === "") return ref;
+    }
+  };
+  const visit = (scope: string, messages: DescriptorProto[]): void => {
+    for (const message of messages) {
+      const name = `${scope}.${message.name}`;
+      for (const field of message.field) field.typeName = resolve(name, field.typeName);
+      visit(name, message.nestedType);
+    }
+  };
+  visit(packageScope, file.messageType);
+  for (const service of file.service) {
+    for (const method of service.method) {
+      method.inputType = resolve(packageScope, method.inputType);
+      method.outputType = resolve(packageScope, method.outputType);
+    }
+  }
+}
+
+/**
+ * grpc-health-check's health.proto as a file descriptor: proto-loader's rendering of it (the
+ * package ships no compiled descriptor), with its canonical name and qualified type names. It
+ * imports nothing, so that rendering is otherwise complete.
+ */
+export function healthFileDescriptor(): FileDescriptorProto {
+  const loaded = loadSync(healthProtoPath);
+  const request = loaded["grpc.health.v1.HealthCheckRequest"] as
+    | Partial<MessageTypeDefinition<object, object>>
+    | undefined;
+  for (const bytes of request?.fileDescriptorProtos ?? []) {
+    const file = fromBinary(FileDescriptorProtoSchema, bytes);
+    if (file.package !== "grpc.health.v1") continue;
+    file.name = HEALTH_PROTO_NAME;
+    qualifyTypeNames(file);
+    return file;
+  }
+  throw new Error(`no grpc.health.v1 descriptor in ${healthProtoPath}`);
+}
+
+/**
+ * The proto-loader package definition reflection answers from: `files` with their imports, plus
+ * the health service.
+ *
+ * proto-loader re-derives descriptors through protobufjs, which merges the files of a package
+ * and drops their imports (grpc-node#2595): a client such as grpcurl then cannot resolve
+ * `google.protobuf.Timestamp`. So every loaded definition carries the compiler's own
+ * descriptors (names, imports and fully qualified type names intact) instead.
+ */
+export function createReflectionPackageDefinition(files: readonly DescFile[]): PackageDefinition {
+  const descriptors = [...collectFileDescriptors(files), healthFileDescriptor()];
+  const set = create(FileDescriptorSetSchema, { file: descriptors });
+  const loaded = loadFileDescriptorSetFromBuffer(
+    Buffer.from(toBinary(FileDescriptorSetSchema, set)),
+  );
+  const encoded = descriptors.map((file) => Buffer.from(toBinary(FileDescriptorProtoSchema, file)));
+  const definition: PackageDefinition = {};
+  for (const [name, entry] of Object.entries(loaded)) {
+    definition[name] =
+      "fileDescriptorProtos" in entry && Array.isArray(entry.fileDescriptorProtos)
+        ? { ...(entry as MessageTypeDefinition<object, object>), fileDescriptorProtos: encoded }
+        : entry;
+  }
+  return definition;
+}
+
+/**
+ * Adds reflection v1 and v1alpha to `server`, describing `services` (their files and imports)
+ * and the health service. Every service in those files is listed by `list_services`, plus
+ * `grpc.health.v1.Health`.
+ */
+export function addReflection(server: Server, services: readonly DescService[]): void {
+  const definition = createReflectionPackageDefinition(services.map((service) => service.file));
+  new ReflectionService(definition).addToServer(server);
+}
+
+/**
+ * Adds health (SERVING for `""` and each of `services`) and reflection to `server`; returns the
+ * health handle the server lifecycle flips to NOT_SERVING when draining.
+ */
+export function addHealthAndReflection(
+  server: Server,
+  services: readonly DescService[],
+): ServerHealth {
+  const health = new ServerHealth(services.map((service) => service.typeName));
+  health.addToServer(server);
+  addReflection(server, services);
+  return health;
+}

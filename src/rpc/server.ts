@@ -1,0 +1,128 @@
+import { readFile } from "node:fs/promises";
+import * as grpc from "@grpc/grpc-js";
+import { DeploymentService } from "../../gen/atoll/deployment/v1/deployment_service_pb.ts";
+import type { Clock } from "../core/clock.ts";
+import type { Logger } from "../core/logger.ts";
+import type { AgentRegistry } from "../supervisor/agent-registry.ts";
+import { createBearerAuthInterceptor } from "./auth.ts";
+import { createDeploymentService } from "./deployment-service.ts";
+import { createErrorToStatus } from "./error-mapping.ts";
+import { addService } from "./grpc-adapter.ts";
+import { addHealthAndReflection, type ServerHealth } from "./health-and-reflection.ts";
+
+/** Largest request or response message, bytes (requests here are tiny; this bounds abuse). */
+export const MAX_MESSAGE_BYTES = 4 * 1024 * 1024;
+
+export interface RpcServerOptions {
+  readonly registry: AgentRegistry;
+  readonly clock: Clock;
+  readonly logger: Logger;
+  /** `host:port` (port 0 picks a free one) or `unix:/path`. */
+  readonly listen: string;
+  readonly authTokenFile?: string | undefined;
+  readonly tlsCert?: string | undefined;
+  readonly tlsKey?: string | undefined;
+  readonly tlsClientCa?: string | undefined;
+  readonly heartbeatIntervalMs?: number;
+  readonly maxWatchers?: number;
+}
+
+/** A listening gRPC server and the steps of its orderly shutdown. */
+export interface RpcServer {
+  /** The bound address: `host:port` with the real port, or `unix:/path`. */
+  readonly address: string;
+  readonly health: ServerHealth;
+  /**
+   * First step of a shutdown: health NOT_SERVING, open watches and log follows
+   * end with UNAVAILABLE, new operations are refused by the registry.
+   */
+  beginDrain(): void;
+  /** Waits for in-flight calls up to `graceMs`, then closes every connection. */
+  close(graceMs: number): Promise<void>;
+}
+
+async function credentials(options: RpcServerOptions): Promise<grpc.ServerCredentials> {
+  if (options.tlsCert === undefined && options.tlsKey === undefined) {
+    return grpc.ServerCredentials.createInsecure();
+  }
+  if (options.tlsCert === undefined || options.tlsKey === undefined) {
+    throw new Error("tls_cert and tls_key must be given together");
+  }
+  const [cert, key, ca] = await Promise.all([
+    readFile(options.tlsCert),
+    readFile(options.tlsKey),
+    options.tlsClientCa === undefined ? undefined : readFile(options.tlsClientCa),
+  ]);
+  // With a client CA, clients must present a certificate signed by it (mutual TLS).
+  return grpc.ServerCredentials.createSsl(
+    ca ?? null,
+    [{ private_key: key, cert_chain: cert }],
+    ca !== undefined,
+  );
+}
+
+async function readToken(file: string): Promise<string> {
+  const token = (await readFile(file, "utf8")).trim();
+  if (token === "") throw new Error(`auth token file ${file} is empty`);
+  return token;
+}
+
+/** Builds, binds and starts the gRPC server. Rejects with a one-line error when the address is busy. */
+export async function startRpcServer(options: RpcServerOptions): Promise<RpcServer> {
+  const interceptors =
+    options.authTokenFile === undefined
+      ? []
+      : [createBearerAuthInterceptor({ token: await readToken(options.authTokenFile) })];
+  const server = new grpc.Server({
+    interceptors,
+    "grpc.max_receive_message_length": MAX_MESSAGE_BYTES,
+    "grpc.max_send_message_length": MAX_MESSAGE_BYTES,
+    // Keep long WatchHealth/StreamLogs streams alive through idle NATs and notice dead peers.
+    "grpc.keepalive_time_ms": 60_000,
+    "grpc.keepalive_timeout_ms": 20_000,
+    "grpc.keepalive_permit_without_calls": 1,
+  });
+  const drain = new AbortController();
+  addService(
+    server,
+    DeploymentService,
+    createDeploymentService({
+      registry: options.registry,
+      clock: options.clock,
+      shutdownSignal: drain.signal,
+      ...(options.heartbeatIntervalMs !== undefined && {
+        heartbeatIntervalMs: options.heartbeatIntervalMs,
+      }),
+      ...(options.maxWatchers !== undefined && { maxWatchers: options.maxWatchers }),
+    }),
+    { toStatus: createErrorToStatus(options.logger), logger: options.logger },
+  );
+  const health = addHealthAndReflection(server, [DeploymentService]);
+  const creds = await credentials(options);
+  const port = await new Promise<number>((resolve, reject) => {
+    server.bindAsync(options.listen, creds, (error, boundPort) => {
+      if (error) reject(new Error(`cannot listen on ${options.listen}: ${error.message}`));
+      else resolve(boundPort);
+    });
+  });
+  const address = options.listen.startsWith("unix:")
+    ? options.listen
+    : options.listen.replace(/:\d+$/, `:${port}`);
+  return {
+    address,
+    health,
+    beginDrain() {
+      health.setNotServing();
+      drain.abort();
+    },
+    close(graceMs) {
+      return new Promise<void>((resolve) => {
+        const force = setTimeout(() => server.forceShutdown(), graceMs);
+        server.tryShutdown(() => {
+          clearTimeout(force);
+          resolve();
+        });
+      });
+    },
+  };
+}
