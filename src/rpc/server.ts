@@ -1,4 +1,4 @@
-import { readFile } from "node:fs/promises";
+import { chmod, readFile } from "node:fs/promises";
 import * as grpc from "@grpc/grpc-js";
 import { DeploymentService } from "../../gen/atoll/deployment/v1/deployment_service_pb.ts";
 import type { Clock } from "../core/clock.ts";
@@ -105,6 +105,10 @@ export async function startRpcServer(options: RpcServerOptions): Promise<RpcServ
       else resolve(boundPort);
     });
   });
+  if (options.listen.startsWith("unix:")) {
+    // Only the daemon's user may talk to it through the socket.
+    await chmod(options.listen.slice("unix:".length).replace(/^\/\//, ""), 0o600);
+  }
   const address = options.listen.startsWith("unix:")
     ? options.listen
     : options.listen.replace(/:\d+$/, `:${port}`);

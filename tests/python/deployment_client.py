@@ -16,6 +16,7 @@ import sys
 
 
 def generate_stubs(repo, out):
+    os.makedirs(out, exist_ok=True)
     proto_dir = os.path.join(repo, "proto")
     google_dir = os.path.join(repo, "node_modules", "google-proto-files")
     files = [

@@ -58,14 +58,11 @@ async function rpcError(promise: Promise<unknown>): Promise<RpcError> {
 }
 
 /** Reads events from a watch until `until` says stop; returns them all. */
-async function collect(
-  stream: AsyncIterable<WatchHealthResponse>,
-  until: (event: WatchHealthResponse, all: WatchHealthResponse[]) => boolean,
-): Promise<WatchHealthResponse[]> {
-  const events: WatchHealthResponse[] = [];
+async function collect<T>(stream: AsyncIterable<T>, until: (event: T) => boolean): Promise<T[]> {
+  const events: T[] = [];
   for await (const event of stream) {
     events.push(event);
-    if (until(event, events)) break;
+    if (until(event)) break;
   }
   return events;
 }
@@ -78,7 +75,7 @@ describe("DeploymentService over gRPC", () => {
     expect(all.agents.map((a) => a.name)).toEqual(["a", "b"]);
     const running = await client.listAgents({ states: [AgentState.RUNNING] });
     expect(running.agents.map((a) => a.name)).toEqual(["b"]);
-    const bad = await rpcError(client.listAgents({ states: [99] }));
+    const bad = await rpcError(client.listAgents({ states: [99 as AgentState] }));
     expect(bad).toMatchObject({ code: status.INVALID_ARGUMENT, reason: "INVALID_ARGUMENT" });
   });
 

@@ -1,0 +1,174 @@
+import { readFile, writeFile } from "node:fs/promises";
+import path from "node:path";
+import { afterEach, describe, expect, it } from "vitest";
+import { AgentState, HealthStatus } from "../../gen/atoll/deployment/v1/agent_pb.ts";
+import { isGroupAlive } from "../../src/platform/terminate-group.ts";
+import { faultAgentToml } from "../supervisor/harness.ts";
+import { type Daemon, startDaemon, workspace } from "./daemon.ts";
+
+const daemons: Daemon[] = [];
+const pids = new Set<number>();
+let cleanups: (() => Promise<void>)[] = [];
+
+afterEach(async () => {
+  for (const d of daemons.splice(0)) await d.stop("SIGTERM");
+  // Anything still alive was orphaned by the test's scenario: kill it, then fail.
+  const left = [...pids].filter(isGroupAlive);
+  for (const pid of left) process.kill(-pid, "SIGKILL");
+  pids.clear();
+  for (const c of cleanups.splice(0)) await c();
+  cleanups = [];
+  expect(left).toEqual([]);
+});
+
+async function setup(names: string[], options: { env?: Record<string, string> } = {}) {
+  const ws = await workspace(
+    Object.fromEntries(
+      names.map((n) => [
+        n,
+        { file: "agent.toml", text: faultAgentToml(n, { env: options.env ?? {} }) },
+      ]),
+    ),
+  );
+  cleanups.push(ws.cleanup);
+  const basePort = 24_000 + (process.pid % 40) * 50;
+  const args = [
+    "--agents-dir",
+    ws.agentsDir,
+    "--state-dir",
+    ws.stateDir,
+    "--base-port",
+    String(basePort),
+    "--health-check-interval",
+    "0.2",
+  ];
+  return { ws, args, basePort };
+}
+
+async function start(args: string[]): Promise<Daemon> {
+  const daemon = await startDaemon(args);
+  daemons.push(daemon);
+  return daemon;
+}
+
+describe("durability across daemon restarts", () => {
+  it("adopts live agents after the daemon is killed, without duplicates or new ports", async () => {
+    const { args } = await setup(["a", "b"]);
+    const first = await start(args);
+    const a = (await first.client.deploy({ name: "a" })).agent;
+    const b = (await first.client.deploy({ name: "b" })).agent;
+    pids.add(a?.pid ?? 0).add(b?.pid ?? 0);
+    daemons.splice(daemons.indexOf(first), 1);
+    expect(await first.stop("SIGKILL")).toBe("SIGKILL");
+    expect(isGroupAlive(a?.pid ?? 0)).toBe(true);
+
+    const second = await start(args);
+    const listed = (await second.client.listAgents({})).agents;
+    const byName = Object.fromEntries(listed.map((x) => [x.name, x]));
+    expect(byName.a).toMatchObject({
+      state: AgentState.RUNNING,
+      stateReason: "ADOPTED",
+      pid: a?.pid,
+      port: a?.port,
+    });
+    expect(byName.b).toMatchObject({
+      state: AgentState.RUNNING,
+      stateReason: "ADOPTED",
+      pid: b?.pid,
+      port: b?.port,
+    });
+  });
+
+  it("restarts an adopted agent that dies later, on its old port", async () => {
+    const { args } = await setup(["a"]);
+    const first = await start(args);
+    const a = (await first.client.deploy({ name: "a" })).agent;
+    pids.add(a?.pid ?? 0);
+    daemons.splice(daemons.indexOf(first), 1);
+    await first.stop("SIGKILL");
+    const second = await start(args);
+    process.kill(a?.pid ?? 0, "SIGKILL");
+    // Event-driven: watch until a new process is running and healthy.
+    for await (const event of second.client.watchHealth({ names: ["a"] })) {
+      const agent = event.agent;
+      if (agent?.pid) pids.add(agent.pid);
+      if (
+        agent &&
+        agent.pid !== a?.pid &&
+        agent.state === AgentState.RUNNING &&
+        agent.health === HealthStatus.HEALTHY
+      ) {
+        expect(agent.port).toBe(a?.port);
+        break;
+      }
+    }
+  });
+
+  it("starts again, after a graceful shutdown, the agents that were deployed", async () => {
+    const { args } = await setup(["a", "b"]);
+    const first = await start(args);
+    const a = (await first.client.deploy({ name: "a" })).agent;
+    pids.add(a?.pid ?? 0);
+    daemons.splice(daemons.indexOf(first), 1);
+    expect(await first.stop("SIGTERM")).toBe(0);
+    expect(isGroupAlive(a?.pid ?? 0)).toBe(false);
+    const second = await start(args);
+    for await (const event of second.client.watchHealth({ names: ["a"] })) {
+      if (event.agent?.pid) pids.add(event.agent.pid);
+      if (event.agent?.state === AgentState.RUNNING && event.agent.health === HealthStatus.HEALTHY)
+        break;
+    }
+    expect((await second.client.getStatus({ name: "b" })).agent?.state).toBe(AgentState.DISCOVERED);
+  });
+
+  it("exits 1 after a shutdown that had to kill an agent ignoring SIGTERM", async () => {
+    const { args } = await setup(["a"], { env: { FAULT: "ignore-sigterm" } });
+    const daemon = await start(args);
+    const a = (await daemon.client.deploy({ name: "a" })).agent;
+    pids.add(a?.pid ?? 0);
+    daemons.splice(daemons.indexOf(daemon), 1);
+    expect(await daemon.stop("SIGTERM")).toBe(1);
+    expect(isGroupAlive(a?.pid ?? 0)).toBe(false);
+  });
+
+  it("never adopts a recorded pid that now belongs to another process", async () => {
+    const { ws, args } = await setup(["a"]);
+    const statePath = path.join(ws.stateDir, "state.json");
+    const first = await start(args);
+    await first.client.listAgents({});
+    daemons.splice(daemons.indexOf(first), 1);
+    await first.stop("SIGTERM");
+    // Point the record at a live, unrelated process (this test runner) with a wrong start time.
+    const state = JSON.parse(await readFile(statePath, "utf8"));
+    state.agents.a = {
+      desired: "running",
+      port: 0,
+      pid: process.pid,
+      startTimeTicks: 1,
+      startTimeMs: 0,
+    };
+    await writeFile(statePath, JSON.stringify(state));
+    const second = await start(args);
+    for await (const event of second.client.watchHealth({ names: ["a"] })) {
+      if (event.agent?.pid) pids.add(event.agent.pid);
+      if (event.agent?.state === AgentState.RUNNING) {
+        expect(event.agent.pid).not.toBe(process.pid);
+        expect(event.agent.stateReason).not.toBe("ADOPTED");
+        break;
+      }
+    }
+  });
+
+  it("starts with a warning, not a crash, when the state file is corrupt", async () => {
+    const { ws, args } = await setup(["a"]);
+    const first = await start(args);
+    await first.client.listAgents({});
+    daemons.splice(daemons.indexOf(first), 1);
+    await first.stop("SIGTERM");
+    await writeFile(path.join(ws.stateDir, "state.json"), '{"version": 1, "agents": {"a": ');
+    await writeFile(path.join(ws.stateDir, "state.json.bak"), "not json either");
+    const second = await start(args);
+    expect((await second.client.listAgents({})).agents.map((x) => x.name)).toEqual(["a"]);
+    expect(second.stderr()).toMatch(/state file/);
+  });
+});

@@ -1,0 +1,74 @@
+import { execFile } from "node:child_process";
+import { existsSync } from "node:fs";
+import { mkdtemp, rm } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import { promisify } from "node:util";
+import { afterEach, describe, expect, it } from "vitest";
+import { isGroupAlive } from "../../src/platform/terminate-group.ts";
+import { type Daemon, REPO, startDaemon } from "./daemon.ts";
+
+const run = promisify(execFile);
+const PYTHON = "/usr/bin/python3";
+let daemon: Daemon | undefined;
+const cleanup: string[] = [];
+
+afterEach(async () => {
+  expect(await daemon?.stop("SIGTERM")).toBe(0);
+  daemon = undefined;
+  for (const dir of cleanup.splice(0)) await rm(dir, { recursive: true, force: true });
+});
+
+describe("a Python grpcio client", () => {
+  it("lists the bundled agents, deploys one and decodes ErrorInfo details", async () => {
+    // .ci/run installs python3-grpcio, protoc and grpc_python_plugin; without them this test cannot run.
+    expect(existsSync(PYTHON) && existsSync("/usr/bin/protoc")).toBe(true);
+    const dir = await mkdtemp(path.join(os.tmpdir(), "atoll-py-"));
+    cleanup.push(dir);
+    daemon = await startDaemon([
+      "--agents-dir",
+      path.join(REPO, "atoll_agents"),
+      "--state-dir",
+      path.join(dir, "state"),
+      "--base-port",
+      String(26_000 + (process.pid % 40) * 20),
+    ]);
+    const { stdout } = await run(PYTHON, [
+      path.join(REPO, "tests/python/deployment_client.py"),
+      "--server",
+      daemon.address,
+      "--agent",
+      "greeter",
+      "--repo",
+      REPO,
+      "--out",
+      path.join(dir, "stubs"),
+    ]);
+    const result = JSON.parse(stdout);
+    expect(result.listed.map((a: { name: string }) => a.name)).toEqual([
+      "greeter",
+      "ollama-assistant",
+      "summarizer",
+    ]);
+    expect(result.listed[0].state).toBe("AGENT_STATE_DISCOVERED");
+    expect(result.deployed).toMatchObject({
+      name: "greeter",
+      state: "AGENT_STATE_RUNNING",
+      health: "HEALTH_STATUS_HEALTHY",
+    });
+    expect(result.deployed.port).toBeGreaterThan(0);
+    expect(result.status_state).toBe("AGENT_STATE_RUNNING");
+    expect(result.unknown).toMatchObject({
+      code: "NOT_FOUND",
+      reason: "AGENT_NOT_FOUND",
+      domain: "atoll.deploy",
+      metadata: { agent: "no-such-agent" },
+    });
+    expect(result.hostile).toMatchObject({
+      code: "INVALID_ARGUMENT",
+      reason: "INVALID_AGENT_NAME",
+    });
+    expect(result.undeployed).toEqual({ state: "AGENT_STATE_STOPPED", port: 0 });
+    expect(isGroupAlive(result.deployed.pid)).toBe(false);
+  });
+});
