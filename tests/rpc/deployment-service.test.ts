@@ -30,7 +30,11 @@ afterEach(async () => {
 
 async function setup(
   names: string[],
-  options: { heartbeatIntervalMs?: number; env?: Record<string, string> } = {},
+  options: {
+    heartbeatIntervalMs?: number;
+    maxWatchers?: number;
+    env?: Record<string, string>;
+  } = {},
 ) {
   const { env, ...serverOptions } = options;
   harness = await createHarness(
@@ -222,5 +226,21 @@ describe("DeploymentService over gRPC", () => {
     ).toMatchObject({
       code: status.INVALID_ARGUMENT,
     });
+  });
+
+  it("refuses a watcher beyond the cap with TOO_MANY_WATCHERS", async () => {
+    const { client } = await setup(["a"], { maxWatchers: 1 });
+    const first = client.watchHealth({})[Symbol.asyncIterator]();
+    await first.next();
+    const error = await rpcError(collect(client.watchHealth({}), () => true));
+    expect(error).toMatchObject({ code: status.RESOURCE_EXHAUSTED, reason: "TOO_MANY_WATCHERS" });
+    await first.return?.();
+  });
+
+  it("rejects an oversized request and keeps serving", async () => {
+    const { client } = await setup(["a"]);
+    const error = await rpcError(client.getStatus({ name: "x".repeat(5 * 1024 * 1024) }));
+    expect(error.code).toBe(status.RESOURCE_EXHAUSTED);
+    expect((await client.getStatus({ name: "a" })).agent?.name).toBe("a");
   });
 });

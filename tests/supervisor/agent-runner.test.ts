@@ -214,4 +214,65 @@ describe("agent runner on real processes", () => {
       expect(() => h.registry.status("../etc")).toThrowError(/must match/);
     });
   });
+
+  it("honours a fixed port and refuses it with PORT_UNAVAILABLE when another agent holds it", async () => {
+    harness = await createHarness({
+      a: faultAgentToml("a", { deployment: { port: 0 } }),
+      b: faultAgentToml("b", { deployment: { port: 1 } }),
+    });
+    const a = await harness.registry.deploy("a");
+    // Rewrite b's fixed port to a's port through a fresh discovery.
+    const { registry } = harness;
+    const def = registry.runner("b").definition;
+    if (def === undefined) throw new Error("b has no definition");
+    registry.applyDiscovery([
+      { kind: "valid", definition: registry.runner("a").definition ?? def },
+      {
+        kind: "valid",
+        definition: { ...def, deployment: { ...def.deployment, port: a.port } },
+      },
+    ]);
+    const error = await deployError(registry.deploy("b"));
+    expect(error).toMatchObject({ code: "PORT_UNAVAILABLE" });
+    expect(registry.status("b")).toMatchObject({ state: "DISCOVERED", port: 0 });
+  });
+
+  it("times out the start of an agent listening on the wrong port", async () => {
+    harness = await createHarness({
+      a: faultAgentToml("a", {
+        env: { FAULT: "wrong-port" },
+        deployment: { start_timeout: 0.6, stop_timeout: 0.5 },
+      }),
+    });
+    const error = await deployError(harness.registry.deploy("a"));
+    expect(error).toMatchObject({ code: "AGENT_START_TIMEOUT" });
+    expect(harness.registry.status("a")).toMatchObject({ state: "FAILED", port: 0, pid: 0 });
+  });
+
+  it("lets an undeploy interrupt a slow start, failing the waiting deploy as superseded", async () => {
+    harness = await createHarness({
+      a: faultAgentToml("a", { env: { FAULT: "slow-start", START_DELAY_MS: "5000" } }),
+    });
+    const deploying = deployError(harness.registry.deploy("a"));
+    await harness.waitFor("a", (s) => s.state === "STARTING");
+    const stopped = await harness.registry.undeploy("a");
+    expect(stopped).toMatchObject({ state: "STOPPED", pid: 0, port: 0 });
+    expect(await deploying).toMatchObject({ code: "OPERATION_SUPERSEDED" });
+  });
+
+  it("survives a storm of concurrent operations on one agent and ends consistent", async () => {
+    harness = await createHarness({ a: faultAgentToml("a", { env: markFileEnv("a") }) });
+    const { registry } = harness;
+    const ops = Array.from({ length: 30 }, (_, i) => {
+      const op = ["deploy", "restart", "undeploy"][i % 3] as "deploy" | "restart" | "undeploy";
+      return registry[op]("a").catch((error: unknown) => error);
+    });
+    await Promise.all(ops);
+    const final = await registry.deploy("a");
+    expect(final).toMatchObject({ state: "RUNNING", health: "HEALTHY" });
+    const live = (await harness.starts("a"))
+      .map((line) => Number(line.split(" ")[0]))
+      .filter((pid) => isGroupAlive(pid));
+    expect(live).toEqual([final.pid]);
+  });
 });
