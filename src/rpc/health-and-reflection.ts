@@ -4,10 +4,8 @@
  * such as grpcurl can call the API without the .proto files). Both use the maintained grpc-js
  * implementations; reflection is fed from the protobuf-es descriptors compiled into `gen/`.
  */
-import { create, type DescFile, type DescService, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { create, type DescFile, type DescService, toBinary } from "@bufbuild/protobuf";
 import {
-  type DescriptorProto,
-  type EnumDescriptorProto,
   type FileDescriptorProto,
   FileDescriptorProtoSchema,
   FileDescriptorSetSchema,
@@ -15,12 +13,12 @@ import {
 import type { Server } from "@grpc/grpc-js";
 import {
   loadFileDescriptorSetFromBuffer,
-  loadSync,
   type MessageTypeDefinition,
   type PackageDefinition,
 } from "@grpc/proto-loader";
 import { ReflectionService } from "@grpc/reflection";
-import { HealthImplementation, protoPath as healthProtoPath } from "grpc-health-check";
+import { HealthImplementation } from "grpc-health-check";
+import { file_health_v1_health } from "../../gen/health/v1/health_pb.ts";
 
 /** Fully qualified name of the gRPC health service. */
 export const HEALTH_SERVICE_NAME = "grpc.health.v1.Health";
@@ -92,71 +90,6 @@ export function collectFileDescriptors(files: readonly DescFile[]): FileDescript
   return [...ordered.values()];
 }
 
-/** The name reflection gives grpc-health-check's health.proto (its canonical path). */
-export const HEALTH_PROTO_NAME = "grpc/health/v1/health.proto";
-
-/**
- * Rewrites the relative type references of `file` (as protobufjs renders them) to fully
- * qualified ones, resolving with protobuf's scoping rules against the types `file` declares.
- * protoc always writes qualified names, and strict descriptor consumers (protobuf-es registries)
- * accept nothing else. References to types the file does not declare are left unchanged.
- */
-function qualifyTypeNames(file: FileDescriptorProto): void {
-  const declared = new Set<string>();
-  const packageScope = file.package === "" ? "" : `.${file.package}`;
-  const collect = (scope: string, messages: DescriptorProto[], enums: EnumDescriptorProto[]) => {
-    for (const enumType of enums) declared.add(`${scope}.${enumType.name}`);
-    for (const message of messages) {
-      const name = `${scope}.${message.name}`;
-      declared.add(name);
-      collect(name, message.nestedType, message.enumType);
-    }
-  };
-  collect(packageScope, file.messageType, file.enumType);
-  const resolve = (scope: string, ref: string): string => {
-    if (ref === "" || ref.startsWith(".")) return ref;
-    for (let outer = scope; ; outer = outer.slice(0, outer.lastIndexOf("."))) {
-      const candidate = `${outer}.${ref}`;
-      if (declared.has(candidate)) return candidate;
-      if (outer === "") return ref;
-    }
-  };
-  const visit = (scope: string, messages: DescriptorProto[]): void => {
-    for (const message of messages) {
-      const name = `${scope}.${message.name}`;
-      for (const field of message.field) field.typeName = resolve(name, field.typeName);
-      visit(name, message.nestedType);
-    }
-  };
-  visit(packageScope, file.messageType);
-  for (const service of file.service) {
-    for (const method of service.method) {
-      method.inputType = resolve(packageScope, method.inputType);
-      method.outputType = resolve(packageScope, method.outputType);
-    }
-  }
-}
-
-/**
- * grpc-health-check's health.proto as a file descriptor: proto-loader's rendering of it (the
- * package ships no compiled descriptor), with its canonical name and qualified type names. It
- * imports nothing, so that rendering is otherwise complete.
- */
-export function healthFileDescriptor(): FileDescriptorProto {
-  const loaded = loadSync(healthProtoPath);
-  const request = loaded["grpc.health.v1.HealthCheckRequest"] as
-    | Partial<MessageTypeDefinition<object, object>>
-    | undefined;
-  for (const bytes of request?.fileDescriptorProtos ?? []) {
-    const file = fromBinary(FileDescriptorProtoSchema, bytes);
-    if (file.package !== "grpc.health.v1") continue;
-    file.name = HEALTH_PROTO_NAME;
-    qualifyTypeNames(file);
-    return file;
-  }
-  throw new Error(`no grpc.health.v1 descriptor in ${healthProtoPath}`);
-}
-
 /**
  * The proto-loader package definition reflection answers from: `files` with their imports, plus
  * the health service.
@@ -167,7 +100,9 @@ export function healthFileDescriptor(): FileDescriptorProto {
  * descriptors (names, imports and fully qualified type names intact) instead.
  */
 export function createReflectionPackageDefinition(files: readonly DescFile[]): PackageDefinition {
-  const descriptors = [...collectFileDescriptors(files), healthFileDescriptor()];
+  // health.proto is compiled by buf into gen/ like our own API (buf.gen.yaml), so its
+  // descriptor is the compiler's and strict clients such as buf curl can link it.
+  const descriptors = collectFileDescriptors([...files, file_health_v1_health]);
   const set = create(FileDescriptorSetSchema, { file: descriptors });
   const loaded = loadFileDescriptorSetFromBuffer(
     Buffer.from(toBinary(FileDescriptorSetSchema, set)),

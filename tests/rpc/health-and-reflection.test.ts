@@ -153,7 +153,8 @@ describe("reflection", () => {
       (bytes) => fromBinary(FileDescriptorProtoSchema, bytes),
     );
     if (healthFile === undefined) throw new Error("no descriptor for grpc.health.v1.Health");
-    expect(healthFile.name).toBe("grpc/health/v1/health.proto");
+    // The path grpc-health-check ships it under, compiled by buf into gen/health/v1.
+    expect(healthFile.name).toBe("health/v1/health.proto");
     const healthRegistry = createFileRegistry(healthFile, () => undefined);
     expect(healthRegistry.getService("grpc.health.v1.Health")?.method.check).toBeDefined();
   });
