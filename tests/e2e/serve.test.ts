@@ -181,4 +181,33 @@ describe("atoll-deploy serve", () => {
     expect(bad).toMatchObject({ code: 2 });
     expect((bad as { stderr: string }).stderr).toMatch(/base_port/);
   });
+
+  it("is callable by buf curl through server reflection, health included", async () => {
+    const dir = await tempDir();
+    const daemon = await startDaemon([
+      "--agents-dir",
+      path.join(REPO, "atoll_agents"),
+      "--state-dir",
+      dir,
+    ]);
+    daemons.push(daemon);
+    const buf = path.join(REPO, "node_modules", ".bin", "buf");
+    const curl = ["curl", "--protocol", "grpc", "--http2-prior-knowledge"];
+    const base = `http://${daemon.address}`;
+    const methods = (await run(buf, [...curl, "--list-methods", base])).stdout;
+    expect(methods).toContain("atoll.deployment.v1.DeploymentService/WatchHealth");
+    expect(methods).toContain("grpc.health.v1.Health/Check");
+    const health = await run(buf, [...curl, `${base}/grpc.health.v1.Health/Check`]);
+    expect(JSON.parse(health.stdout)).toEqual({ status: "SERVING" });
+    const status = await run(buf, [
+      ...curl,
+      "-d",
+      '{"name":"greeter"}',
+      `${base}/atoll.deployment.v1.DeploymentService/GetStatus`,
+    ]);
+    expect(JSON.parse(status.stdout).agent).toMatchObject({
+      name: "greeter",
+      state: "AGENT_STATE_DISCOVERED",
+    });
+  });
 });
