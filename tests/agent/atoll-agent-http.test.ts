@@ -198,8 +198,8 @@ describe("atoll-agent HTTP contract", () => {
       agent.proc.child.kill("SIGTERM");
       expect(await agent.proc.exited).toEqual({ code: 0, signal: null });
       // The runtime exits within 750 ms by design; the bound is loose so a loaded CI machine
-    // cannot flake it, yet still far below the 5 s keep-alive or LLM waits it must not sit out.
-    expect(performance.now() - sentAt).toBeLessThan(3000);
+      // cannot flake it, yet still far below the 5 s keep-alive or LLM waits it must not sit out.
+      expect(performance.now() - sentAt).toBeLessThan(3000);
     } finally {
       keepAlive.destroy();
     }
