@@ -47,7 +47,9 @@ export class EventHub {
    * have already left the bounded history (the caller sends a fresh snapshot).
    */
   since(revision: number): AgentChange[] | undefined {
-    if (revision >= this.#revision) return [];
+    if (revision === this.#revision) return [];
+    // Newer than anything here: the client saw a previous daemon's revisions; snapshot.
+    if (revision > this.#revision) return undefined;
     const oldest = this.#history[0];
     if (oldest === undefined || oldest.revision > revision + 1) return undefined;
     return this.#history.slice(revision + 1 - oldest.revision);

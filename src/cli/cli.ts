@@ -1,0 +1,97 @@
+/**
+ * Runs a parsed command line other than `serve`: help, version, usage errors, and the client
+ * commands (connection set-up, output streams and styles, the command, closing the client).
+ * Everything it touches comes in through `CliIo`, so tests can run it in-process.
+ */
+import { readFileSync } from "node:fs";
+import type { ClientCommand, ClientOptions, CommandLine } from "./command-line.ts";
+import { shell } from "./commands/shell.ts";
+import { LocalFileError, openConnection } from "./connection.ts";
+import { type CommandContext, EXIT, type Output } from "./context.ts";
+import { runCommand } from "./dispatch.ts";
+import { failureLine } from "./format.ts";
+import { COLOR_STYLE, colorEnabled, PLAIN_STYLE } from "./style.ts";
+
+export interface CliIo {
+  readonly env: Readonly<Record<string, string | undefined>>;
+  readonly stdin: NodeJS.ReadableStream & { readonly isTTY?: boolean };
+  readonly stdout: NodeJS.WritableStream & { readonly isTTY?: boolean };
+  readonly stderr: NodeJS.WritableStream & { readonly isTTY?: boolean };
+  /** Aborted on SIGINT/SIGTERM: commands cancel their calls and return. */
+  readonly signal: AbortSignal;
+  /** Wall clock in milliseconds (default Date.now). */
+  readonly now?: () => number;
+}
+
+/** The package version, from package.json next to the sources. */
+export function packageVersion(): string {
+  const url = new URL("../../package.json", import.meta.url);
+  const pkg = JSON.parse(readFileSync(url, "utf8")) as { version?: unknown };
+  return typeof pkg.version === "string" ? pkg.version : "unknown";
+}
+
+function output(options: ClientOptions, io: CliIo): Output {
+  return {
+    stdout: io.stdout,
+    stderr: io.stderr,
+    style: colorEnabled(io.stdout, io.env, options.noColor) ? COLOR_STYLE : PLAIN_STYLE,
+    errorStyle: colorEnabled(io.stderr, io.env, options.noColor) ? COLOR_STYLE : PLAIN_STYLE,
+    json: options.json,
+    progress: io.stderr.isTTY === true,
+  };
+}
+
+async function runClient(
+  command: ClientCommand,
+  options: ClientOptions,
+  io: CliIo,
+): Promise<number> {
+  const out = output(options, io);
+  let connection: Awaited<ReturnType<typeof openConnection>>;
+  try {
+    connection = await openConnection(options);
+  } catch (error) {
+    if (!(error instanceof LocalFileError)) throw error;
+    io.stderr.write(`${failureLine(undefined, error.message, out.errorStyle)}\n`);
+    return EXIT.USAGE;
+  }
+  const client = connection.newClient();
+  const ctx: CommandContext = {
+    client,
+    connection,
+    options,
+    out,
+    signal: io.signal,
+    now: io.now ?? Date.now,
+  };
+  try {
+    if (command.name === "shell") return await shell(ctx, { input: io.stdin, output: io.stdout });
+    return await runCommand(ctx, command);
+  } finally {
+    client.close();
+  }
+}
+
+/** Runs `line` (anything but `serve`); resolves with the exit status. */
+export async function runCli(
+  line: Exclude<CommandLine, { readonly kind: "serve" }>,
+  io: CliIo,
+): Promise<number> {
+  switch (line.kind) {
+    case "help":
+      io.stdout.write(line.text);
+      return EXIT.OK;
+    case "version":
+      io.stdout.write(`${packageVersion()}\n`);
+      return EXIT.OK;
+    case "usage-error": {
+      const synopsis = line.usage.split("\n")[0] ?? "";
+      io.stderr.write(
+        `atoll-deploy: ${line.message}\n${synopsis}\nRun 'atoll-deploy --help' (or '<command> --help') for more.\n`,
+      );
+      return EXIT.USAGE;
+    }
+    case "client":
+      return runClient(line.command, line.options, io);
+  }
+}

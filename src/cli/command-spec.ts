@@ -1,0 +1,257 @@
+/**
+ * What the `atoll-deploy` command line can say: the commands, their options, their defaults,
+ * and the help text built from them (one table, so help and parsing cannot drift apart).
+ */
+
+/** Where the client connects when neither `--server` nor `ATOLL_DEPLOY_SERVER` says. */
+export const DEFAULT_SERVER = "127.0.0.1:50051";
+/** Time allowed to reach the server (and for quick queries to answer), seconds. */
+export const DEFAULT_CONNECT_TIMEOUT_S = 5;
+/** Lines `logs` shows when `-n` is not given. */
+export const DEFAULT_LOG_LINES = 100;
+/** Reconnection attempts of `watch` after a dropped stream before it gives up (exit 3). */
+export const DEFAULT_WATCH_RETRIES = 8;
+
+/** Options every client command takes. */
+export interface ClientOptions {
+  /** `host:port` or `unix:/path`. */
+  readonly server: string;
+  readonly tokenFile: string | undefined;
+  readonly tlsCa: string | undefined;
+  readonly tlsCert: string | undefined;
+  readonly tlsKey: string | undefined;
+  readonly json: boolean;
+  readonly noColor: boolean;
+  readonly connectTimeoutMs: number;
+}
+
+export type AgentOperation = "deploy" | "undeploy" | "restart";
+
+export type ClientCommand =
+  | {
+      readonly name: AgentOperation;
+      readonly agent: string;
+      /** Deadline of the whole operation; none (the server bounds it) when undefined. */
+      readonly timeoutMs: number | undefined;
+    }
+  | { readonly name: "status"; readonly agent: string }
+  | { readonly name: "list" }
+  | { readonly name: "watch"; readonly agents: readonly string[]; readonly maxRetries: number }
+  | {
+      readonly name: "logs";
+      readonly agent: string;
+      readonly follow: boolean;
+      readonly lines: number;
+    }
+  | { readonly name: "shell" };
+
+export type CommandName = ClientCommand["name"];
+
+export type CommandLine =
+  | { readonly kind: "help"; readonly text: string }
+  | { readonly kind: "version" }
+  | { readonly kind: "serve"; readonly argv: readonly string[] }
+  | { readonly kind: "usage-error"; readonly message: string; readonly usage: string }
+  | {
+      readonly kind: "client";
+      readonly command: ClientCommand;
+      readonly options: ClientOptions;
+    };
+
+export interface OptionSpec {
+  readonly type: "string" | "boolean";
+  readonly short?: string;
+  /** `--server ADDR` in help; booleans have none. */
+  readonly value?: string;
+  readonly help: string;
+}
+
+export const GLOBAL_OPTIONS: Readonly<Record<string, OptionSpec>> = {
+  server: {
+    type: "string",
+    value: "ADDR",
+    help: `server address, host:port or unix:/path (env ATOLL_DEPLOY_SERVER; default ${DEFAULT_SERVER})`,
+  },
+  "token-file": {
+    type: "string",
+    value: "FILE",
+    help: "send the token in FILE as `authorization: Bearer <token>`",
+  },
+  "tls-ca": {
+    type: "string",
+    value: "FILE",
+    help: "connect with TLS, trusting the CA certificates in FILE (PEM)",
+  },
+  "tls-cert": {
+    type: "string",
+    value: "FILE",
+    help: "client certificate for mutual TLS (PEM; with --tls-key and --tls-ca)",
+  },
+  "tls-key": { type: "string", value: "FILE", help: "private key of --tls-cert (PEM)" },
+  "connect-timeout": {
+    type: "string",
+    value: "SECONDS",
+    help: `give up reaching the server after this long (default ${DEFAULT_CONNECT_TIMEOUT_S})`,
+  },
+  json: { type: "boolean", help: "machine-readable JSON output (shapes in docs/cli.md)" },
+  "no-color": { type: "boolean", help: "no colours (also when NO_COLOR is set)" },
+  help: { type: "boolean", short: "h", help: "show help" },
+};
+
+/** Options that take a value and may appear before the command word. */
+export const GLOBAL_VALUE_FLAGS = new Set(
+  Object.entries(GLOBAL_OPTIONS)
+    .filter(([, spec]) => spec.type === "string")
+    .map(([name]) => `--${name}`),
+);
+
+const TIMEOUT_OPTION: OptionSpec = {
+  type: "string",
+  value: "SECONDS",
+  help: "give up waiting for the result after this long (default: wait for the server)",
+};
+
+export interface CommandSpec {
+  readonly synopsis: string;
+  readonly summary: string;
+  readonly description: string;
+  readonly options: Readonly<Record<string, OptionSpec>>;
+}
+
+export const COMMANDS: Readonly<Record<CommandName, CommandSpec>> = {
+  deploy: {
+    synopsis: "deploy <name>",
+    summary: "start an agent and wait until it is running and healthy",
+    description:
+      "Starts the agent and waits until it is RUNNING and healthy, or its start has failed.\n" +
+      "Deploying an agent that is already running succeeds and changes nothing.\n" +
+      "Prints: ✓ Agent <name> deployed on port <port>",
+    options: { timeout: TIMEOUT_OPTION },
+  },
+  undeploy: {
+    synopsis: "undeploy <name>",
+    summary: "stop an agent gracefully",
+    description:
+      "Stops the agent (SIGTERM to its process group, SIGKILL after its stop_timeout) and\n" +
+      "waits until it is STOPPED. Prints: ✓ Agent <name> stopped",
+    options: { timeout: TIMEOUT_OPTION },
+  },
+  restart: {
+    synopsis: "restart <name>",
+    summary: "stop an agent if it runs, then start it again",
+    description:
+      "Stops the agent if it is live, then starts it and waits like deploy. Keeps its port\n" +
+      "and resets its restart count. Prints: ✓ Agent <name> restarted on port <port>",
+    options: { timeout: TIMEOUT_OPTION },
+  },
+  status: {
+    synopsis: "status <name>",
+    summary: "show an agent's full status",
+    description:
+      "Prints Agent, Status, Port, PID, Started, Health, Restarts, Config, and the reason\n" +
+      "(and next retry time) when the agent is not running.",
+    options: {},
+  },
+  list: {
+    synopsis: "list",
+    summary: "list every agent",
+    description:
+      "Prints a table of every agent the server knows, sorted by name, with the columns\n" +
+      "Agent Name, Status, Port, PID, Health and Restarts.",
+    options: {},
+  },
+  watch: {
+    synopsis: "watch [name...]",
+    summary: "print state and health changes until interrupted",
+    description:
+      "Prints the current state of the agents (all, or the named ones), then one line per\n" +
+      "change of state or health: <time> <name> <STATE>/<HEALTH> <reason>. When the\n" +
+      "connection drops it reconnects and resumes after the last event it saw; it exits\n" +
+      "with status 3 when the server stays unreachable.",
+    options: {
+      "max-retries": {
+        type: "string",
+        value: "N",
+        help: `reconnection attempts in a row before giving up (default ${DEFAULT_WATCH_RETRIES})`,
+      },
+    },
+  },
+  logs: {
+    synopsis: "logs <name> [-f] [-n N]",
+    summary: "print an agent's recent output (-f follows)",
+    description: "Prints the last lines of the agent's stdout and stderr as they were written.",
+    options: {
+      follow: { type: "boolean", short: "f", help: "keep printing new output until interrupted" },
+      lines: {
+        type: "string",
+        short: "n",
+        value: "N",
+        help: `how many of the last lines to print first (default ${DEFAULT_LOG_LINES})`,
+      },
+    },
+  },
+  shell: {
+    synopsis: "shell",
+    summary: "interactive command mode",
+    description:
+      "Reads commands at the `Command Mode> ` prompt: deploy <name>, undeploy <name>,\n" +
+      "restart <name>, status <name>, list deployment (or list), logs <name> [-n N], help,\n" +
+      "exit (or quit). Tab completes commands and agent names; arrows recall history.",
+    options: {},
+  },
+};
+
+/** The client commands, in help order. */
+export const COMMAND_NAMES = Object.keys(COMMANDS) as CommandName[];
+
+function optionRows(options: Readonly<Record<string, OptionSpec>>): string[] {
+  return Object.entries(options).map(([name, spec]) => {
+    const flag = `${spec.short === undefined ? "" : `-${spec.short}, `}--${name}${
+      spec.value === undefined ? "" : ` ${spec.value}`
+    }`;
+    return `  ${flag.padEnd(26)} ${spec.help}`;
+  });
+}
+
+/** `atoll-deploy --help`. */
+export function mainUsage(): string {
+  const commands = [
+    `  ${"serve [flags]".padEnd(26)} run the deployment server (see atoll-deploy serve --help)`,
+    ...COMMAND_NAMES.map(
+      (name) => `  ${COMMANDS[name].synopsis.padEnd(26)} ${COMMANDS[name].summary}`,
+    ),
+    `  ${"help [command]".padEnd(26)} show help for a command`,
+  ];
+  return [
+    "usage: atoll-deploy [options] <command> [arguments]",
+    "",
+    "Deployment server for ATOLL agents, and its command-line client.",
+    "",
+    "commands:",
+    ...commands,
+    "",
+    "options (client commands):",
+    ...optionRows(GLOBAL_OPTIONS),
+    `  ${"--version".padEnd(26)} print the version`,
+    "",
+    "Exit status: 0 success, 1 the server refused or the operation failed, 2 usage error,",
+    "3 server unreachable.",
+    "",
+  ].join("\n");
+}
+
+/** `atoll-deploy <command> --help`. */
+export function commandUsage(name: CommandName): string {
+  const spec = COMMANDS[name];
+  const own = optionRows(spec.options);
+  return [
+    `usage: atoll-deploy ${spec.synopsis} [options]`,
+    "",
+    spec.description,
+    "",
+    ...(own.length === 0 ? [] : ["options:", ...own, ""]),
+    "global options:",
+    ...optionRows(GLOBAL_OPTIONS),
+    "",
+  ].join("\n");
+}
