@@ -1,7 +1,9 @@
+import { DEFINITION_DEFAULTS } from "../config/parse-definition.ts";
 import type { Logger } from "../core/logger.ts";
 import { adoptProcess } from "../platform/adopted-process.ts";
 import { isSameProcess } from "../platform/proc-info.ts";
 import type { StateFile } from "../platform/state-file.ts";
+import { reapLeftoverGroup } from "../platform/terminate-group.ts";
 import type { AgentRegistry, PersistedAgent } from "./agent-registry.ts";
 
 /** Version of the state.json layout. */
@@ -71,7 +73,8 @@ function parseAgents(data: unknown): Record<string, PersistedAgent> | undefined 
 /**
  * Restores the previous run: adopts every recorded agent whose process is still
  * the same live process (pid plus start time), and starts again the agents that
- * were deployed but died meanwhile. Returns how many were adopted and restarted.
+ * were deployed but died meanwhile, once what their old process group left behind is gone (so
+ * the old port is free again and no orphan stays). Returns the names adopted and restarted.
  */
 export async function restoreState(
   file: StateFile,
@@ -99,29 +102,43 @@ export async function restoreState(
   }
   const adopted: string[] = [];
   const restarted: string[] = [];
+  const reaps: Promise<unknown>[] = [];
   for (const [name, saved] of Object.entries(agents)) {
     const live =
       saved.pid > 0 &&
       saved.startTimeTicks !== undefined &&
       isSameProcess(saved.pid, saved.startTimeTicks);
-    if (!registry.has(name)) {
-      if (live) {
+    const runner = registry.has(name) ? registry.runner(name) : undefined;
+    if (live && saved.startTimeTicks !== undefined) {
+      if (runner === undefined) {
         logger.warn("a recorded agent is still running but its definition is gone; leaving it", {
           agent: name,
           pid: saved.pid,
         });
+        continue;
       }
-      continue;
-    }
-    const runner = registry.runner(name);
-    if (live && saved.startTimeTicks !== undefined) {
       const handle = adoptProcess(saved.pid, saved.startTimeTicks, { signal: lifetime });
       runner.adopt(handle, saved.port, saved.startTimeMs);
       adopted.push(name);
-    } else if (saved.desired === "running") {
-      void runner.autostart();
+      continue;
+    }
+    const stopTimeoutMs =
+      runner?.definition?.deployment.stopTimeoutMs ?? DEFINITION_DEFAULTS.stopTimeoutMs;
+    const reaped = reapLeftoverGroup(saved.pid, stopTimeoutMs).then((members) => {
+      if (members > 0) {
+        logger.warn("stopped processes a dead agent left behind", {
+          agent: name,
+          pgid: saved.pid,
+          members,
+        });
+      }
+    });
+    reaps.push(reaped);
+    if (runner !== undefined && saved.desired === "running") {
+      void reaped.then(() => runner.autostart());
       restarted.push(name);
     }
   }
+  await Promise.all(reaps);
   return { adopted, restarted };
 }

@@ -2,7 +2,9 @@ import { readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { AgentState, HealthStatus } from "../../gen/atoll/deployment/v1/agent_pb.ts";
+import { listGroupMembers } from "../../src/platform/proc-info.ts";
 import { isGroupAlive } from "../../src/platform/terminate-group.ts";
+import { waitUntil } from "../platform/helpers.ts";
 import { faultAgentToml } from "../supervisor/harness.ts";
 import { type Daemon, startDaemon, workspace } from "./daemon.ts";
 
@@ -99,6 +101,38 @@ describe("durability across daemon restarts", () => {
         agent.health === HealthStatus.HEALTHY
       ) {
         expect(agent.port).toBe(a?.port);
+        break;
+      }
+    }
+  });
+
+  it("stops what a dead agent left in its group before starting it again", async () => {
+    const { args } = await setup(["a"], { env: { FAULT: "grandchild" } });
+    const first = await start(args);
+    const a = (await first.client.deploy({ name: "a" })).agent;
+    const oldPid = a?.pid ?? 0;
+    pids.add(oldPid);
+    daemons.splice(daemons.indexOf(first), 1);
+    await first.stop("SIGKILL");
+    // The leader dies while no daemon watches; its grandchild lives on in the old group.
+    process.kill(oldPid, "SIGKILL");
+    await waitUntil(
+      () => listGroupMembers(oldPid).every((m) => m.pid !== oldPid),
+      "the old leader is gone",
+    );
+    expect(isGroupAlive(oldPid)).toBe(true);
+
+    const second = await start(args);
+    // Listening is announced after the restore, which ends the old group first.
+    expect(isGroupAlive(oldPid)).toBe(false);
+    for await (const event of second.client.watchHealth({ names: ["a"] })) {
+      if (event.agent?.pid) pids.add(event.agent.pid);
+      if (
+        event.agent?.state === AgentState.RUNNING &&
+        event.agent.health === HealthStatus.HEALTHY
+      ) {
+        expect(event.agent.pid).not.toBe(oldPid);
+        expect(event.agent.port).toBe(a?.port);
         break;
       }
     }
