@@ -16,6 +16,7 @@ import { startRpcServer } from "../rpc/server.ts";
 import { AgentRegistry } from "../supervisor/agent-registry.ts";
 import { SlotPool } from "../supervisor/agent-slots.ts";
 import { restoreState, StateSaver } from "../supervisor/daemon-state.ts";
+import { EventHub } from "../supervisor/event-hub.ts";
 import { createRunnerPlatform } from "../supervisor/platform-binding.ts";
 import { parseServeFlags, SERVE_USAGE } from "./serve-flags.ts";
 
@@ -137,6 +138,8 @@ export async function runServe(io: ServeIo): Promise<number> {
       forceStop: force.signal,
     },
     () => saver.schedule(),
+    // Revisions start at the clock in microseconds: above any a previous run handed out.
+    new EventHub(undefined, Date.now() * 1000),
   );
   const track = (names: Iterable<string>): void => {
     for (const name of names) rotator.add(agentLogPath(logDir, name));

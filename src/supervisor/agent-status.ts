@@ -34,7 +34,7 @@ export interface AgentStatus {
 
 /** One observable change of an agent, as published to watchers. */
 export interface AgentChange {
-  /** Monotonic across the whole server, starting at 1. */
+  /** Monotonic across the whole server and across its restarts (see EventHub). */
   readonly revision: number;
   /** "removed": the agent is no longer known (definition gone while not live). */
   readonly kind: "change" | "removed";

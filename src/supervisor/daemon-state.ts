@@ -12,6 +12,8 @@ export const STATE_VERSION = 1;
 interface StateDocument {
   readonly version: number;
   readonly savedAt: string;
+  /** The watch revision at the time of the save; the next run's revisions start above it. */
+  readonly revision?: number;
   readonly agents: Record<string, PersistedAgent>;
 }
 
@@ -50,6 +52,7 @@ export class StateSaver {
     const doc: StateDocument = {
       version: STATE_VERSION,
       savedAt: new Date().toISOString(),
+      revision: this.#registry().events.revision,
       agents,
     };
     try {
@@ -61,13 +64,13 @@ export class StateSaver {
   }
 }
 
-function parseAgents(data: unknown): Record<string, PersistedAgent> | undefined {
+function parseDocument(data: unknown): StateDocument | undefined {
   if (typeof data !== "object" || data === null) return undefined;
   const doc = data as Partial<StateDocument>;
   if (doc.version !== STATE_VERSION || typeof doc.agents !== "object" || doc.agents === null) {
     return undefined;
   }
-  return doc.agents;
+  return doc as StateDocument;
 }
 
 /**
@@ -95,10 +98,14 @@ export async function restoreState(
   if (read.source === "backup") {
     logger.warn("state file was damaged; restored from its last good copy", { path: file.path });
   }
-  const agents = parseAgents(read.data);
-  if (agents === undefined) {
+  const doc = parseDocument(read.data);
+  if (doc === undefined) {
     logger.warn("state file has an unknown layout; ignoring it", { path: file.path });
     return { adopted: [], restarted: [] };
+  }
+  const { agents, revision } = doc;
+  if (typeof revision === "number" && Number.isSafeInteger(revision)) {
+    registry.events.advancePast(revision);
   }
   const adopted: string[] = [];
   const restarted: string[] = [];

@@ -11,16 +11,33 @@ export class EventHub {
   readonly #historyLimit: number;
   readonly #history: AgentChange[] = [];
   readonly #listeners = new Set<AgentChangeListener>();
-  #revision = 0;
+  #revision: number;
 
-  /** @param historyLimit how many past changes are kept for resuming watchers (default 4096). */
-  constructor(historyLimit = 4096) {
+  /**
+   * @param historyLimit how many past changes are kept for resuming watchers (default 4096).
+   * @param baseRevision the revision before the first change (default 0). The daemon starts from
+   *   the clock in microseconds, so a new run's revisions are above any a previous run handed out
+   *   and a watcher resuming from one of those gets a fresh snapshot, never a wrong history.
+   */
+  constructor(historyLimit = 4096, baseRevision = 0) {
     this.#historyLimit = historyLimit;
+    this.#revision = baseRevision;
   }
 
-  /** Latest revision published; 0 before the first change. */
+  /** Latest revision published; the base revision before the first change. */
   get revision(): number {
     return this.#revision;
+  }
+
+  /**
+   * Moves the revision up to at least `revision` (the last one a previous run saved, in case the
+   * clock went back). The history is dropped, since it must stay contiguous; a watcher resuming
+   * from before the jump gets a snapshot.
+   */
+  advancePast(revision: number): void {
+    if (revision <= this.#revision) return;
+    this.#revision = revision;
+    this.#history.length = 0;
   }
 
   publish(change: Omit<AgentChange, "revision">): AgentChange {

@@ -2,6 +2,7 @@ import { readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { AgentState, HealthStatus } from "../../gen/atoll/deployment/v1/agent_pb.ts";
+import { WatchEventType } from "../../gen/atoll/deployment/v1/deployment_service_pb.ts";
 import { listGroupMembers } from "../../src/platform/proc-info.ts";
 import { isGroupAlive } from "../../src/platform/terminate-group.ts";
 import { waitUntil } from "../platform/helpers.ts";
@@ -153,6 +154,31 @@ describe("durability across daemon restarts", () => {
         break;
     }
     expect((await second.client.getStatus({ name: "b" })).agent?.state).toBe(AgentState.DISCOVERED);
+  });
+
+  it("gives a watcher resuming from the previous run's revision a fresh snapshot", async () => {
+    const { args } = await setup(["a"]);
+    const first = await start(args);
+    const a = (await first.client.deploy({ name: "a" })).agent;
+    pids.add(a?.pid ?? 0);
+    let seen = 0n;
+    for await (const event of first.client.watchHealth({})) {
+      seen = event.revision;
+      if (event.type === WatchEventType.SNAPSHOT_COMPLETE) break;
+    }
+    daemons.splice(daemons.indexOf(first), 1);
+    await first.stop("SIGKILL");
+
+    const second = await start(args);
+    // The new run's changes (adoption, probes) must not pass for the ones after `seen`.
+    await second.client.restart({ name: "a" }).then((r) => pids.add(r.agent?.pid ?? 0));
+    const types: WatchEventType[] = [];
+    for await (const event of second.client.watchHealth({ resumeAfterRevision: seen })) {
+      types.push(event.type);
+      expect(event.revision).toBeGreaterThan(seen);
+      if (event.type === WatchEventType.SNAPSHOT_COMPLETE) break;
+    }
+    expect(types).toEqual([WatchEventType.SNAPSHOT, WatchEventType.SNAPSHOT_COMPLETE]);
   });
 
   it("exits 1 after a shutdown that had to kill an agent ignoring SIGTERM", async () => {
