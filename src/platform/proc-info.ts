@@ -171,16 +171,40 @@ function readAuxvPageSize(): number | undefined {
   return undefined;
 }
 
+/** Resident pages of every live process, summed per process group, from one scan of `/proc`. */
+function residentPagesByGroup(): Map<number, number> {
+  const pages = new Map<number, number>();
+  for (const pid of listPids()) {
+    const stat = readProcStat(pid);
+    if (stat === undefined || isDead(stat.state)) continue;
+    pages.set(stat.pgrp, (pages.get(stat.pgrp) ?? 0) + stat.rssPages);
+  }
+  return pages;
+}
+
 /**
- * Resident memory in bytes of every live process in process group `pgid` (an agent and all its
- * helpers): the sum of their RSS pages times the page size. 0 when the group has no member.
- * Shared pages are counted once per process, so this overestimates slightly; it is a limit check,
- * not an accounting tool.
+ * A reader of the resident memory in bytes of every live process in a process group (an agent
+ * and all its helpers): the sum of their RSS pages times the page size, 0 for a group with no
+ * member. Shared pages are counted once per process, so this overestimates slightly; it is a
+ * limit check, not an accounting tool.
+ *
+ * One scan of `/proc` serves every group for `maxAgeMs` (default 1 s): it reads each process's
+ * stat file, milliseconds of blocking I/O with a few hundred processes, and every agent's health
+ * tick asks for its own group. A limit check a second late is still a limit check.
  */
-export function groupResidentBytes(pgid: number): number {
-  let pages = 0;
-  for (const member of listGroupMembers(pgid)) pages += member.rssPages;
-  return pages * PAGE_SIZE_BYTES;
+export function createGroupMemoryReader(
+  maxAgeMs = 1_000,
+  now: () => number = () => performance.now(),
+): (pgid: number) => number {
+  let scannedAt = Number.NEGATIVE_INFINITY;
+  let pages = new Map<number, number>();
+  return (pgid) => {
+    if (now() - scannedAt >= maxAgeMs) {
+      pages = residentPagesByGroup();
+      scannedAt = now();
+    }
+    return (pages.get(pgid) ?? 0) * PAGE_SIZE_BYTES;
+  };
 }
 
 /** A process that holds a listening TCP socket. */

@@ -1,21 +1,19 @@
-import type { MessageInitShape } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import {
   type DeploymentService,
+  DeployResponseSchema,
+  GetStatusResponseSchema,
+  ListAgentsResponseSchema,
+  RestartResponseSchema,
+  UndeployResponseSchema,
   WatchEventType,
-  type WatchHealthResponseSchema,
 } from "../../gen/atoll/deployment/v1/deployment_service_pb.ts";
 import type { Clock } from "../core/clock.ts";
 import { DeployError } from "../core/errors.ts";
 import { followLog, readLogTail } from "../platform/log-file.ts";
 import type { AgentRegistry } from "../supervisor/agent-registry.ts";
-import type { AgentChange } from "../supervisor/agent-status.ts";
-import {
-  agentStateFromProto,
-  agentStateToProto,
-  agentToProto,
-  healthToProto,
-} from "./agent-convert.ts";
+import { agentStateFromProto } from "./agent-convert.ts";
+import { AgentEncoder } from "./agent-encoding.ts";
 import type { CallContext, ServiceHandlers } from "./grpc-adapter.ts";
 import { WatchQueue } from "./watch-queue.ts";
 
@@ -37,8 +35,6 @@ export interface DeploymentServiceOptions {
   readonly shutdownSignal: AbortSignal;
 }
 
-type WatchEvent = MessageInitShape<typeof WatchHealthResponseSchema>;
-
 /** The DeploymentService handlers over an agent registry. */
 export function createDeploymentService(
   options: DeploymentServiceOptions,
@@ -47,31 +43,26 @@ export function createDeploymentService(
   const heartbeatIntervalMs = options.heartbeatIntervalMs ?? 15_000;
   const maxWatchers = options.maxWatchers ?? 2000;
   let watchers = 0;
-
-  const changeEvent = (change: AgentChange): WatchEvent => ({
-    type: change.kind === "removed" ? WatchEventType.REMOVED : WatchEventType.CHANGE,
-    revision: BigInt(change.revision),
-    agent: agentToProto(change.status),
-    previousState: agentStateToProto(change.previousState),
-    previousHealth: healthToProto(change.previousHealth),
-    time: timestampFromMs(change.atMs),
-  });
+  const encoder = new AgentEncoder();
 
   const shuttingDown = (): DeployError =>
     new DeployError("SERVER_SHUTTING_DOWN", "the server is shutting down");
 
   return {
     async deploy(request) {
-      return { agent: agentToProto(await registry.deploy(request.name)) };
+      const status = await registry.deploy(request.name);
+      return encoder.reply(DeployResponseSchema, "agent", [status]);
     },
     async undeploy(request) {
-      return { agent: agentToProto(await registry.undeploy(request.name)) };
+      const status = await registry.undeploy(request.name);
+      return encoder.reply(UndeployResponseSchema, "agent", [status]);
     },
     async restart(request) {
-      return { agent: agentToProto(await registry.restart(request.name)) };
+      const status = await registry.restart(request.name);
+      return encoder.reply(RestartResponseSchema, "agent", [status]);
     },
     async getStatus(request) {
-      return { agent: agentToProto(registry.status(request.name)) };
+      return encoder.reply(GetStatusResponseSchema, "agent", [registry.status(request.name)]);
     },
     async listAgents(request) {
       const wanted = new Set<string>();
@@ -83,7 +74,7 @@ export function createDeploymentService(
         wanted.add(state);
       }
       const agents = registry.list().filter((s) => wanted.size === 0 || wanted.has(s.state));
-      return { agents: agents.map(agentToProto) };
+      return encoder.reply(ListAgentsResponseSchema, "agents", agents);
     },
 
     async *streamLogs(request, context: CallContext) {
@@ -147,16 +138,13 @@ export function createDeploymentService(
         let sentUpTo = registry.events.revision;
         if (missed !== undefined) {
           // Resume: replay what the client missed instead of a snapshot.
-          for (const change of missed) if (selected(change.name)) yield changeEvent(change);
+          for (const change of missed) {
+            if (selected(change.name)) yield encoder.changeEvent(change);
+          }
         } else {
           for (const status of registry.list()) {
             if (!selected(status.name)) continue;
-            yield {
-              type: WatchEventType.SNAPSHOT,
-              revision: BigInt(sentUpTo),
-              agent: agentToProto(status),
-              time: timestampFromMs(clock.now()),
-            };
+            yield encoder.snapshotEvent(status, sentUpTo, clock.now());
           }
           yield {
             type: WatchEventType.SNAPSHOT_COMPLETE,
@@ -191,7 +179,7 @@ export function createDeploymentService(
           for (const change of changes) {
             if (change.revision <= sentUpTo) continue; // already covered by the snapshot/replay
             sentUpTo = change.revision;
-            yield changeEvent(change);
+            yield encoder.changeEvent(change);
           }
         }
       } finally {

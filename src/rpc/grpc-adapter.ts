@@ -50,11 +50,28 @@ export interface CallContext {
   readonly peer: string;
 }
 
-/** A unary RPC: one request, one response (a full message or an init object). */
+/**
+ * A response already encoded, for answers that many calls or streams share (an agent's status, a
+ * watch event sent to a thousand watchers): encoded once, its bytes go out as they are.
+ */
+export class EncodedMessage<O extends DescMessage = DescMessage> {
+  readonly schema: O;
+  readonly bytes: Uint8Array;
+  /** @param bytes the protobuf encoding of a `schema` message (not checked: encode it yourself). */
+  constructor(schema: O, bytes: Uint8Array) {
+    this.schema = schema;
+    this.bytes = bytes;
+  }
+}
+
+/** What a handler answers: a message, an init object, or an {@link EncodedMessage}. */
+export type Reply<O extends DescMessage> = MessageInitShape<O> | EncodedMessage<O>;
+
+/** A unary RPC: one request, one response. */
 export type UnaryHandler<I extends DescMessage, O extends DescMessage> = (
   request: MessageShape<I>,
   context: CallContext,
-) => Promise<MessageInitShape<O>>;
+) => Promise<Reply<O>>;
 
 /**
  * A server-streaming RPC: the responses in order; the stream ends OK when the iterable ends, or
@@ -64,7 +81,7 @@ export type UnaryHandler<I extends DescMessage, O extends DescMessage> = (
 export type ServerStreamingHandler<I extends DescMessage, O extends DescMessage> = (
   request: MessageShape<I>,
   context: CallContext,
-) => AsyncIterable<MessageInitShape<O>>;
+) => AsyncIterable<Reply<O>>;
 
 /** The handler type of one method descriptor; `never` for client/bidi streaming (unsupported). */
 export type MethodHandler<M> = M extends {
@@ -144,7 +161,13 @@ function encodeResponse(schema: DescMessage, value: unknown): Buffer {
   return toBuffer(toBinary(schema, value as MessageShape<DescMessage>));
 }
 
-function encodeInit(schema: DescMessage, init: MessageInitShape<DescMessage>): Buffer {
+function encodeInit(schema: DescMessage, init: Reply<DescMessage>): Buffer {
+  if (init instanceof EncodedMessage) {
+    if (init.schema.typeName !== schema.typeName) {
+      throw new TypeError(`an encoded ${init.schema.typeName} is not a ${schema.typeName}`);
+    }
+    return toBuffer(init.bytes);
+  }
   const message = isMessage(init, schema) ? init : create(schema, init);
   return toBuffer(toBinary(schema, message));
 }

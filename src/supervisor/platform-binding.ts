@@ -1,5 +1,5 @@
 import { probeHttp } from "../platform/http-probe.ts";
-import { groupResidentBytes } from "../platform/proc-info.ts";
+import { createGroupMemoryReader } from "../platform/proc-info.ts";
 import { SpawnError, spawnAgent } from "../platform/spawn-agent.ts";
 import { terminateGroup } from "../platform/terminate-group.ts";
 import { type RunnerPlatform, SpawnFailure } from "./runner-deps.ts";
@@ -20,6 +20,6 @@ export function createRunnerPlatform(): RunnerPlatform {
       const result = await probeHttp(options);
       return { ok: result.ok, message: result.message };
     },
-    groupResidentBytes,
+    groupResidentBytes: createGroupMemoryReader(),
   };
 }

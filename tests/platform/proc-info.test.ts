@@ -5,8 +5,8 @@ import { createServer } from "node:net";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import {
+  createGroupMemoryReader,
   findPortHolder,
-  groupResidentBytes,
   isProcessAlive,
   isSameProcess,
   PAGE_SIZE_BYTES,
@@ -127,7 +127,7 @@ describe("process facts from /proc", () => {
     expect(readProcessStartTime(2 ** 31)).toBeUndefined();
   });
 
-  it("sums the resident memory of a process group", async () => {
+  it("sums the resident memory of a process group, scanning /proc once per period", async () => {
     const child = spawn(process.execPath, [fixture("group-leader.mjs"), "--grandchild=exit"], {
       stdio: ["ignore", "pipe", "ignore"],
       detached: true,
@@ -143,6 +143,8 @@ describe("process facts from /proc", () => {
     tracker.track(grandchild);
     expect(readProcessGroup(grandchild)).toBe(pid);
     const rssOf = (p: number) => (readProcStat(p)?.rssPages ?? 0) * PAGE_SIZE_BYTES;
+    let clock = 0;
+    const groupResidentBytes = createGroupMemoryReader(1_000, () => clock);
     const total = groupResidentBytes(pid);
     // Two node processes: each resident set is megabytes; the sum covers both (allowing drift).
     expect(total).toBeGreaterThan(rssOf(pid));
@@ -151,6 +153,10 @@ describe("process facts from /proc", () => {
     process.kill(-pid, "SIGTERM");
     await exit;
     await waitUntil(() => !isProcessAlive(grandchild), "the grandchild is gone");
+    // Within the period the last scan answers; after it, a new scan sees the group gone.
+    expect(groupResidentBytes(pid)).toBe(total);
+    clock += 1_000;
+    expect(groupResidentBytes(pid)).toBe(0);
     expect(groupResidentBytes(2 ** 31 - 1)).toBe(0);
   });
 

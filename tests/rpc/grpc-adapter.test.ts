@@ -5,6 +5,8 @@ import { afterEach, describe, expect, it } from "vitest";
 import {
   DeploymentService,
   DeployRequestSchema,
+  type DeployResponseSchema,
+  GetStatusResponseSchema,
 } from "../../gen/atoll/deployment/v1/deployment_service_pb.ts";
 import { DeployError } from "../../src/core/errors.ts";
 import { createErrorToStatus, decodeErrorInfo } from "../../src/rpc/error-mapping.ts";
@@ -14,6 +16,7 @@ import {
   createClient,
   createServiceDefinition,
   createServiceImplementation,
+  EncodedMessage,
   RpcError,
   type ServiceHandlers,
 } from "../../src/rpc/grpc-adapter.ts";
@@ -103,6 +106,21 @@ describe("unary calls", () => {
     expect(seen?.peer).toContain("127.0.0.1");
     expect(seen?.method.name).toBe("Deploy");
     expect(seen?.signal.aborted).toBe(false);
+  });
+
+  it("sends an encoded reply as it is, and refuses one encoded as another message", async () => {
+    const agent = create(GetStatusResponseSchema, { agent: { name: "alpha", port: 8101 } });
+    const { client } = await start({
+      getStatus: async () =>
+        new EncodedMessage(GetStatusResponseSchema, toBinary(GetStatusResponseSchema, agent)),
+      deploy: async () =>
+        new EncodedMessage(
+          GetStatusResponseSchema,
+          toBinary(GetStatusResponseSchema, agent),
+        ) as unknown as EncodedMessage<typeof DeployResponseSchema>,
+    });
+    expect((await client.getStatus({ name: "alpha" })).agent?.port).toBe(8101);
+    expect((await rpcError(client.deploy({ name: "alpha" }))).code).toBe(status.INTERNAL);
   });
 
   it("turns a thrown error into INTERNAL with a generic message, logs it and keeps serving", async () => {

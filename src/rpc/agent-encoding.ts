@@ -1,0 +1,120 @@
+/**
+ * Encoding agents for the wire once, not once per call or per watcher. Building an `Agent`
+ * message and running `toBinary` over it is most of what a status call costs, and a watch event
+ * goes out to every watcher alike; so each agent's encoding is kept until its status changes, and
+ * each change's event is encoded once for all watchers.
+ *
+ * Responses are composed from those bytes rather than re-encoded: a protobuf message field is a
+ * tag and length-prefixed bytes, a repeated one is that field once per element, and parsers take
+ * fields in any order (protobuf encoding spec, "Message Structure" and "Field Order").
+ */
+import { create, type DescMessage, toBinary } from "@bufbuild/protobuf";
+import { BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
+import { timestampFromMs } from "@bufbuild/protobuf/wkt";
+import { AgentSchema } from "../../gen/atoll/deployment/v1/agent_pb.ts";
+import {
+  WatchEventType,
+  WatchHealthResponseSchema,
+} from "../../gen/atoll/deployment/v1/deployment_service_pb.ts";
+import type { AgentChange, AgentStatus } from "../supervisor/agent-status.ts";
+import { agentStateToProto, agentToProto, healthToProto } from "./agent-convert.ts";
+import { EncodedMessage } from "./grpc-adapter.ts";
+
+/** Equal primitives, or arrays / records (`lastExit`) whose members are equal primitives. */
+function sameMember(x: unknown, y: unknown): boolean {
+  if (Object.is(x, y)) return true;
+  if (typeof x !== "object" || typeof y !== "object" || x === null || y === null) return false;
+  if (Array.isArray(x) !== Array.isArray(y)) return false;
+  const xs = Object.entries(x);
+  const ys = y as Record<string, unknown>;
+  return xs.length === Object.keys(y).length && xs.every(([k, v]) => Object.is(v, ys[k]));
+}
+
+/** Member by member: a runner builds a fresh status object on every request. */
+function sameStatus(a: AgentStatus, b: AgentStatus): boolean {
+  for (const key of Object.keys(a) as (keyof AgentStatus)[]) {
+    if (!sameMember(a[key], b[key])) return false;
+  }
+  return true;
+}
+
+/** Number of the message field `localName` of `schema`; throws when there is none. */
+function messageFieldNumber(schema: DescMessage, localName: string): number {
+  const field = schema.fields.find((f) => f.localName === localName);
+  if (field === undefined || field.message?.typeName !== AgentSchema.typeName) {
+    throw new TypeError(`${schema.typeName} has no Agent field ${localName}`);
+  }
+  return field.number;
+}
+
+/** Keeps the encoding of each agent's latest status and of each change's watch event. */
+export class AgentEncoder {
+  readonly #agents = new Map<string, { status: AgentStatus; bytes: Uint8Array }>();
+  readonly #events = new WeakMap<AgentChange, EncodedMessage<typeof WatchHealthResponseSchema>>();
+
+  /** The `Agent` encoding of `status`, encoded again only when the status differs. */
+  agent(status: AgentStatus): Uint8Array {
+    const cached = this.#agents.get(status.name);
+    if (cached !== undefined && sameStatus(cached.status, status)) return cached.bytes;
+    const bytes = toBinary(AgentSchema, agentToProto(status));
+    this.#agents.set(status.name, { status, bytes });
+    return bytes;
+  }
+
+  /**
+   * A `schema` message whose Agent field `field` (singular or repeated) holds `statuses`,
+   * appended to `rest`, the encoding of the message's other fields.
+   */
+  reply<S extends DescMessage>(
+    schema: S,
+    field: string,
+    statuses: readonly AgentStatus[],
+    rest?: Uint8Array,
+  ): EncodedMessage<S> {
+    const number = messageFieldNumber(schema, field);
+    const writer = new BinaryWriter();
+    if (rest !== undefined) writer.raw(rest);
+    for (const status of statuses) {
+      writer.tag(number, WireType.LengthDelimited).bytes(this.agent(status));
+    }
+    return new EncodedMessage(schema, writer.finish());
+  }
+
+  /** The CHANGE or REMOVED event of `change`, encoded at most once whoever sends it. */
+  changeEvent(change: AgentChange): EncodedMessage<typeof WatchHealthResponseSchema> {
+    let event = this.#events.get(change);
+    if (event === undefined) {
+      const rest = toBinary(
+        WatchHealthResponseSchema,
+        create(WatchHealthResponseSchema, {
+          type: change.kind === "removed" ? WatchEventType.REMOVED : WatchEventType.CHANGE,
+          revision: BigInt(change.revision),
+          previousState: agentStateToProto(change.previousState),
+          previousHealth: healthToProto(change.previousHealth),
+          time: timestampFromMs(change.atMs),
+        }),
+      );
+      event = this.reply(WatchHealthResponseSchema, "agent", [change.status], rest);
+      this.#events.set(change, event);
+      if (change.kind === "removed") this.#agents.delete(change.name);
+    }
+    return event;
+  }
+
+  /** A SNAPSHOT event of `status` at `revision`. */
+  snapshotEvent(
+    status: AgentStatus,
+    revision: number,
+    atMs: number,
+  ): EncodedMessage<typeof WatchHealthResponseSchema> {
+    const rest = toBinary(
+      WatchHealthResponseSchema,
+      create(WatchHealthResponseSchema, {
+        type: WatchEventType.SNAPSHOT,
+        revision: BigInt(revision),
+        time: timestampFromMs(atMs),
+      }),
+    );
+    return this.reply(WatchHealthResponseSchema, "agent", [status], rest);
+  }
+}
