@@ -44,6 +44,8 @@ export const ATOLL_DEPLOYMENT_SETTINGS = {
 } as const;
 
 const ATOLL_BIN = path.join(REPO_ROOT, "bin", "atoll-deploy.js");
+/** Node flags the daemon runs with: those of `npm start` and of the bin's shebang. */
+export const DAEMON_NODE_FLAGS = ["--max-semi-space-size=2"] as const;
 
 /** Name of an AgentState / HealthStatus value ("RUNNING"), for reports. */
 export function stateName(value: number): string {
@@ -123,6 +125,7 @@ export class AtollDaemon {
 
   constructor(options: AtollDaemonOptions) {
     const args = [
+      ...DAEMON_NODE_FLAGS, ...(process.env.DAEMON_FLAGS?.split(" ") ?? []),
       ATOLL_BIN,
       "serve",
       "--agents-dir",

@@ -9,7 +9,7 @@
  * fields in any order (protobuf encoding spec, "Message Structure" and "Field Order").
  */
 import { create, type DescMessage, toBinary } from "@bufbuild/protobuf";
-import { BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
+import { WireType } from "@bufbuild/protobuf/wire";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { AgentSchema } from "../../gen/atoll/deployment/v1/agent_pb.ts";
 import {
@@ -47,6 +47,51 @@ function messageFieldNumber(schema: DescMessage, localName: string): number {
   return field.number;
 }
 
+function varintSize(value: number): number {
+  let size = 1;
+  for (let v = value; v > 0x7f; v >>>= 7) size += 1;
+  return size;
+}
+
+function writeVarint(out: Uint8Array, at: number, value: number): number {
+  let pos = at;
+  let v = value;
+  while (v > 0x7f) {
+    out[pos++] = (v & 0x7f) | 0x80;
+    v >>>= 7;
+  }
+  out[pos++] = v;
+  return pos;
+}
+
+/**
+ * `rest` followed by one length-delimited field with tag `tag` per payload, sized and written in
+ * one allocation (a growing writer spends most of its time reallocating here).
+ */
+function appendFields(
+  rest: Uint8Array | undefined,
+  tag: number,
+  payloads: readonly Uint8Array[],
+): Uint8Array {
+  let size = rest?.length ?? 0;
+  for (const payload of payloads) {
+    size += varintSize(tag) + varintSize(payload.length) + payload.length;
+  }
+  const out = new Uint8Array(size);
+  let pos = 0;
+  if (rest !== undefined) {
+    out.set(rest, 0);
+    pos = rest.length;
+  }
+  for (const payload of payloads) {
+    pos = writeVarint(out, pos, tag);
+    pos = writeVarint(out, pos, payload.length);
+    out.set(payload, pos);
+    pos += payload.length;
+  }
+  return out;
+}
+
 /** Keeps the encoding of each agent's latest status and of each change's watch event. */
 export class AgentEncoder {
   readonly #agents = new Map<string, { status: AgentStatus; bytes: Uint8Array }>();
@@ -71,13 +116,15 @@ export class AgentEncoder {
     statuses: readonly AgentStatus[],
     rest?: Uint8Array,
   ): EncodedMessage<S> {
-    const number = messageFieldNumber(schema, field);
-    const writer = new BinaryWriter();
-    if (rest !== undefined) writer.raw(rest);
-    for (const status of statuses) {
-      writer.tag(number, WireType.LengthDelimited).bytes(this.agent(status));
-    }
-    return new EncodedMessage(schema, writer.finish());
+    const tag = (messageFieldNumber(schema, field) << 3) | WireType.LengthDelimited;
+    return new EncodedMessage(
+      schema,
+      appendFields(
+        rest,
+        tag,
+        statuses.map((status) => this.agent(status)),
+      ),
+    );
   }
 
   /** The CHANGE or REMOVED event of `change`, encoded at most once whoever sends it. */
@@ -101,12 +148,15 @@ export class AgentEncoder {
     return event;
   }
 
-  /** A SNAPSHOT event of `status` at `revision`. */
-  snapshotEvent(
-    status: AgentStatus,
+  /**
+   * The SNAPSHOT events of `statuses` at `revision`, all stamped `atMs`: the fields besides the
+   * agent are encoded once for the whole snapshot.
+   */
+  snapshotEvents(
+    statuses: readonly AgentStatus[],
     revision: number,
     atMs: number,
-  ): EncodedMessage<typeof WatchHealthResponseSchema> {
+  ): EncodedMessage<typeof WatchHealthResponseSchema>[] {
     const rest = toBinary(
       WatchHealthResponseSchema,
       create(WatchHealthResponseSchema, {
@@ -115,6 +165,6 @@ export class AgentEncoder {
         time: timestampFromMs(atMs),
       }),
     );
-    return this.reply(WatchHealthResponseSchema, "agent", [status], rest);
+    return statuses.map((status) => this.reply(WatchHealthResponseSchema, "agent", [status], rest));
   }
 }

@@ -130,8 +130,10 @@ export function createDeploymentService(
       const unsubscribe = registry.events.subscribe((change) => {
         if (selected(change.name)) queue.push(change);
       });
+      // Wakes the loop below at once on shutdown or cancel (not at the next heartbeat).
       const wake = (): void => queue.wake();
       shutdownSignal.addEventListener("abort", wake, { once: true });
+      context.signal.addEventListener("abort", wake, { once: true });
       try {
         const resumeAfter = Number(request.resumeAfterRevision);
         const missed = resumeAfter > 0 ? registry.events.since(resumeAfter) : undefined;
@@ -142,10 +144,8 @@ export function createDeploymentService(
             if (selected(change.name)) yield encoder.changeEvent(change);
           }
         } else {
-          for (const status of registry.list()) {
-            if (!selected(status.name)) continue;
-            yield encoder.snapshotEvent(status, sentUpTo, clock.now());
-          }
+          const statuses = registry.list().filter((status) => selected(status.name));
+          yield* encoder.snapshotEvents(statuses, sentUpTo, clock.now());
           yield {
             type: WatchEventType.SNAPSHOT_COMPLETE,
             revision: BigInt(sentUpTo),
@@ -162,11 +162,7 @@ export function createDeploymentService(
           }
           const changes = queue.drain();
           if (changes.length === 0) {
-            const heartbeat = AbortSignal.any([
-              context.signal,
-              AbortSignal.timeout(heartbeatIntervalMs),
-            ]);
-            await queue.waitForItems(heartbeat);
+            await queue.waitForItems(heartbeatIntervalMs);
             if (queue.size === 0 && !context.signal.aborted && !shutdownSignal.aborted) {
               yield {
                 type: WatchEventType.HEARTBEAT,
@@ -186,6 +182,7 @@ export function createDeploymentService(
         watchers -= 1;
         unsubscribe();
         shutdownSignal.removeEventListener("abort", wake);
+        context.signal.removeEventListener("abort", wake);
       }
     },
   };

@@ -337,33 +337,59 @@ function wrapUnary(
 
 const ABORTED = Symbol("aborted");
 
-/** The iterator's next result, or ABORTED as soon as `signal` aborts (whichever comes first). */
-function nextOrAbort<T>(
-  iterator: AsyncIterator<T>,
-  signal: AbortSignal,
-  onLateError: (error: unknown) => void,
-): Promise<IteratorResult<T> | typeof ABORTED> {
-  if (signal.aborted) return Promise.resolve(ABORTED);
-  const next = iterator.next();
-  return new Promise((resolve, reject) => {
-    const onAbort = (): void => {
-      // The pending next() may still settle; its outcome no longer matters but must not be an
-      // unhandled rejection.
-      next.catch(onLateError);
-      resolve(ABORTED);
-    };
-    signal.addEventListener("abort", onAbort, { once: true });
-    next.then(
-      (result) => {
-        signal.removeEventListener("abort", onAbort);
-        resolve(result);
-      },
-      (error: unknown) => {
-        signal.removeEventListener("abort", onAbort);
-        reject(error);
-      },
-    );
-  });
+/**
+ * Pulls a handler's iterator, each result racing the call's cancellation: `next()` resolves with
+ * the iterator's next result, or ABORTED as soon as the signal aborts. One abort listener serves
+ * the whole stream (EventTarget listeners are costly to add and remove once per message).
+ */
+class AbortableIterator<T> {
+  readonly #iterator: AsyncIterator<T>;
+  readonly #signal: AbortSignal;
+  readonly #onLateError: (error: unknown) => void;
+  #onAbort: (() => void) | undefined;
+  readonly #abort = (): void => this.#onAbort?.();
+
+  constructor(
+    iterator: AsyncIterator<T>,
+    signal: AbortSignal,
+    onLateError: (error: unknown) => void,
+  ) {
+    this.#iterator = iterator;
+    this.#signal = signal;
+    this.#onLateError = onLateError;
+    signal.addEventListener("abort", this.#abort, { once: true });
+  }
+
+  next(): Promise<IteratorResult<T> | typeof ABORTED> {
+    if (this.#signal.aborted) return Promise.resolve(ABORTED);
+    const next = this.#iterator.next();
+    return new Promise((resolve, reject) => {
+      this.#onAbort = () => {
+        // The pending next() may still settle; its outcome no longer matters but must not be
+        // an unhandled rejection.
+        next.catch(this.#onLateError);
+        resolve(ABORTED);
+      };
+      next.then(
+        (result) => {
+          this.#onAbort = undefined;
+          resolve(result);
+        },
+        (error: unknown) => {
+          this.#onAbort = undefined;
+          reject(error);
+        },
+      );
+    });
+  }
+
+  /** Removes the abort listener; `return()`s the iterator unless it finished by itself. */
+  close(finished: boolean): void {
+    this.#signal.removeEventListener("abort", this.#abort);
+    // Not awaited: a handler blocked in an await only sees it at its next yield, and that must
+    // not hold up the status.
+    if (!finished) this.#iterator.return?.().catch(this.#onLateError);
+  }
 }
 
 /** Resolves when the stream can take more writes, closes, or the call is cancelled. */
@@ -395,15 +421,15 @@ function wrapServerStreaming(
     const run = async (): Promise<void> => {
       const request = call.request;
       if (request instanceof MalformedRequest) throw malformedRequestError(method, request);
-      const iterator = handler(request as MessageShape<DescMessage>, context)[
-        Symbol.asyncIterator
-      ]();
+      const iterator = new AbortableIterator(
+        handler(request as MessageShape<DescMessage>, context)[Symbol.asyncIterator](),
+        signal,
+        (error) => logLate(logger, method, error),
+      );
       let finished = false;
       try {
         while (!stopped()) {
-          const result = await nextOrAbort(iterator, signal, (error) =>
-            logLate(logger, method, error),
-          );
+          const result = await iterator.next();
           if (result === ABORTED) break;
           if (result.done === true) {
             finished = true;
@@ -416,10 +442,8 @@ function wrapServerStreaming(
           if (!call.write(bytes)) await writable(call, signal);
         }
       } finally {
-        // Tell the handler to clean up when we stop early. Not awaited: a handler blocked in an
-        // await only sees it at its next yield, and that must not hold up the status.
-        if (!finished)
-          iterator.return?.().catch((error: unknown) => logLate(logger, method, error));
+        // Tell the handler to clean up when we stop early.
+        iterator.close(finished);
       }
     };
     run()

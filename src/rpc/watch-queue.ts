@@ -62,17 +62,20 @@ export class WatchQueue {
     return items;
   }
 
-  /** Resolves when something is pushed, `wake()` is called, or `signal` aborts. */
-  waitForItems(signal: AbortSignal): Promise<void> {
-    if (this.#items.length > 0 || this.#overflowed || signal.aborted) return Promise.resolve();
+  /**
+   * Resolves when something is pushed, `wake()` is called, or `timeoutMs` passes. A plain timer
+   * rather than an AbortSignal: with a thousand watchers this runs a thousand times per change.
+   */
+  waitForItems(timeoutMs: number): Promise<void> {
+    if (this.#items.length > 0 || this.#overflowed) return Promise.resolve();
     return new Promise((resolve) => {
       const done = (): void => {
+        clearTimeout(timer);
         this.#wake = undefined;
-        signal.removeEventListener("abort", done);
         resolve();
       };
+      const timer = setTimeout(done, timeoutMs);
       this.#wake = done;
-      signal.addEventListener("abort", done, { once: true });
     });
   }
 

@@ -1,10 +1,11 @@
 import { execFile } from "node:child_process";
-import { mkdir, mkdtemp, rm, stat, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
 import { credentials, Metadata, status } from "@grpc/grpc-js";
 import { afterEach, describe, expect, it } from "vitest";
+import { DAEMON_NODE_FLAGS } from "../../bench/tools/atoll.ts";
 import { AgentState, HealthStatus } from "../../gen/atoll/deployment/v1/agent_pb.ts";
 import {
   DeploymentService,
@@ -38,6 +39,19 @@ async function tempDir(): Promise<string> {
 }
 
 describe("atoll-deploy serve", () => {
+  it("runs with the same Node flags whether started by npm start, the bin or the benchmark", async () => {
+    const pkg = JSON.parse(await readFile(path.join(REPO, "package.json"), "utf8"));
+    const shebang = (await readFile(CLI, "utf8")).split("\n")[0];
+    const flags = DAEMON_NODE_FLAGS.join(" ");
+    expect(pkg.scripts.start).toBe(`node ${flags} bin/atoll-deploy.js serve`);
+    expect(shebang).toBe(`#!/usr/bin/env -S node ${flags}`);
+    // The shebang really runs: the bin executed directly, as systemd and npx do.
+    const { stdout } = await run(CLI, ["--version"], {
+      env: { ...process.env, PATH: `${path.dirname(process.execPath)}:${process.env.PATH}` },
+    });
+    expect(stdout).toMatch(/\d+\.\d+\.\d+/);
+  });
+
   it("serves the bundled agents, which answer prompts on their leased ports", async () => {
     const dir = await tempDir();
     const daemon = await startDaemon([
