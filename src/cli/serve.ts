@@ -133,7 +133,8 @@ export async function runServe(io: ServeIo): Promise<number> {
       host: config.host,
       logDir,
       resolveCommand,
-      baseEnv: io.env,
+      // A plain copy taken once: reading process.env goes through a C++ accessor per variable.
+      baseEnv: { ...io.env },
       logger,
       forceStop: force.signal,
     },

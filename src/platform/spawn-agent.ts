@@ -41,7 +41,10 @@ export interface SpawnAgentOptions {
   readonly argv: readonly string[];
   /** Working directory of the agent; relative paths in argv[0] resolve against it. */
   readonly cwd: string;
-  /** Variables added to (and overriding) the daemon's inherited environment. */
+  /**
+   * The agent's whole environment (nothing is inherited besides: the caller builds it from the
+   * daemon's, see `buildAgentEnv`, and merging `process.env` again per spawn is costly).
+   */
   readonly env: Readonly<Record<string, string>>;
   /** File receiving both stdout and stderr, opened with O_APPEND and created (with its directory) if missing. */
   readonly logPath: string;
@@ -174,7 +177,7 @@ function startWithLog(
     return execa(executable, args, {
       cwd: options.cwd,
       env: options.env,
-      extendEnv: true,
+      extendEnv: false,
       shell: false,
       detached: true,
       cleanup: false,

@@ -166,13 +166,12 @@ export class AgentRegistry {
     const out: Record<string, PersistedAgent> = {};
     for (const runner of this.#runners.values()) {
       const proc = runner.process;
-      const status = runner.status();
       out[runner.name] = {
         desired: runner.desired,
-        port: status.port,
+        port: runner.port,
         pid: proc?.pid ?? 0,
         startTimeTicks: proc?.startTimeTicks,
-        startTimeMs: status.startTimeMs,
+        startTimeMs: runner.startTimeMs,
       };
     }
     return out;

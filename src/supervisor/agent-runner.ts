@@ -136,6 +136,11 @@ export class AgentRunner {
     return this.#port;
   }
 
+  /** When the current process started (ms since epoch); undefined without one. */
+  get startTimeMs(): number | undefined {
+    return this.#startTimeMs;
+  }
+
   /** The definition in effect; undefined while INVALID. */
   get definition(): AgentDefinition | undefined {
     return this.#definition;

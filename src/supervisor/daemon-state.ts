@@ -26,6 +26,7 @@ export class StateSaver {
   readonly #registry: () => AgentRegistry;
   readonly #logger: Logger;
   #last = "";
+  #scheduled = false;
 
   constructor(file: StateFile, registry: () => AgentRegistry, logger: Logger) {
     this.#file = file;
@@ -33,12 +34,21 @@ export class StateSaver {
     this.#logger = logger;
   }
 
-  /** Schedules a write if the durable facts changed; failures are logged, the last good file stays. */
+  /**
+   * Schedules a write if the durable facts changed; failures are logged, the last good file
+   * stays. Calls within one turn of the event loop make one check (a hundred agents starting at
+   * once would otherwise serialise every agent's facts once per change of any of them).
+   */
   schedule(): void {
-    void this.save().catch((error: unknown) => {
-      this.#logger.error("cannot save state file; the previous good copy is kept", {
-        path: this.#file.path,
-        error: String(error),
+    if (this.#scheduled) return;
+    this.#scheduled = true;
+    setImmediate(() => {
+      this.#scheduled = false;
+      void this.save().catch((error: unknown) => {
+        this.#logger.error("cannot save state file; the previous good copy is kept", {
+          path: this.#file.path,
+          error: String(error),
+        });
       });
     });
   }
