@@ -32,8 +32,9 @@ function sameMember(x: unknown, y: unknown): boolean {
 
 /** Member by member: a runner builds a fresh status object on every request. */
 function sameStatus(a: AgentStatus, b: AgentStatus): boolean {
-  for (const key of Object.keys(a) as (keyof AgentStatus)[]) {
-    if (!sameMember(a[key], b[key])) return false;
+  for (const key in a) {
+    const member = key as keyof AgentStatus;
+    if (!sameMember(a[member], b[member])) return false;
   }
   return true;
 }

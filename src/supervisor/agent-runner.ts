@@ -84,6 +84,7 @@ export class AgentRunner {
   #port = 0;
   #restartCount = 0;
   #startTimeMs: number | undefined;
+  #logPathCache: string | undefined;
   #lastExit: ExitRecord | undefined;
   #nextRestartAtMs: number | undefined;
   #backoffTimer: NodeJS.Timeout | undefined;
@@ -303,7 +304,8 @@ export class AgentRunner {
   }
 
   #logPath(): string {
-    return path.join(this.#deps.logDir, `${this.name}.log`);
+    this.#logPathCache ??= path.join(this.#deps.logDir, `${this.name}.log`);
+    return this.#logPathCache;
   }
 
   #emit(previousState: AgentStateName, previousHealth: HealthName): void {
