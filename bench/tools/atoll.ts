@@ -125,7 +125,7 @@ export class AtollDaemon {
 
   constructor(options: AtollDaemonOptions) {
     const args = [
-      ...DAEMON_NODE_FLAGS, ...(process.env.DAEMON_FLAGS?.split(" ") ?? []),
+      ...DAEMON_NODE_FLAGS,
       ATOLL_BIN,
       "serve",
       "--agents-dir",
