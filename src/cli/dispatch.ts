@@ -1,12 +1,10 @@
 /** Runs one client command (every command but `shell`, which runs these in a loop). */
 
 import type { ClientCommand } from "./command-line.ts";
-import { deploy } from "./commands/deploy.ts";
+import { deploy, restart, undeploy } from "./commands/agent-operation.ts";
 import { list } from "./commands/list.ts";
 import { logs } from "./commands/logs.ts";
-import { restart } from "./commands/restart.ts";
 import { status } from "./commands/status.ts";
-import { undeploy } from "./commands/undeploy.ts";
 import { watch } from "./commands/watch.ts";
 import type { CommandContext } from "./context.ts";
 

@@ -24,6 +24,7 @@ import type * as grpc from "@grpc/grpc-js";
 import { DeployError } from "../core/errors.ts";
 import { type Logger, silentLogger } from "../core/logger.ts";
 import type { ErrorToStatus } from "./error-mapping.ts";
+import type { RpcSignature } from "./rpc-signature.ts";
 
 export {
   type ClientCallOptions,
@@ -84,19 +85,7 @@ export type ServerStreamingHandler<I extends DescMessage, O extends DescMessage>
 ) => AsyncIterable<Reply<O>>;
 
 /** The handler type of one method descriptor; `never` for client/bidi streaming (unsupported). */
-export type MethodHandler<M> = M extends {
-  readonly methodKind: "unary";
-  readonly input: infer I extends DescMessage;
-  readonly output: infer O extends DescMessage;
-}
-  ? UnaryHandler<I, O>
-  : M extends {
-        readonly methodKind: "server_streaming";
-        readonly input: infer I extends DescMessage;
-        readonly output: infer O extends DescMessage;
-      }
-    ? ServerStreamingHandler<I, O>
-    : never;
+export type MethodHandler<M> = RpcSignature<M, "server">;
 
 /** One handler per RPC of `S`, keyed by the method's local name (`deploy`, `watchHealth`). */
 export type ServiceHandlers<S extends DescService> = {

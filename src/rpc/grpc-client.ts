@@ -24,6 +24,7 @@ import {
   status,
 } from "@grpc/grpc-js";
 import { decodeErrorInfo } from "./error-mapping.ts";
+import type { RpcSignature } from "./rpc-signature.ts";
 
 /** A failed call: the gRPC status and the decoded `google.rpc.ErrorInfo`, if the server sent one. */
 export class RpcError extends Error {
@@ -102,19 +103,8 @@ export type ServerStreamingClientMethod<I extends DescMessage, O extends DescMes
   options?: ClientCallOptions,
 ) => AsyncIterable<MessageShape<O>>;
 
-export type ClientMethod<M> = M extends {
-  readonly methodKind: "unary";
-  readonly input: infer I extends DescMessage;
-  readonly output: infer O extends DescMessage;
-}
-  ? UnaryClientMethod<I, O>
-  : M extends {
-        readonly methodKind: "server_streaming";
-        readonly input: infer I extends DescMessage;
-        readonly output: infer O extends DescMessage;
-      }
-    ? ServerStreamingClientMethod<I, O>
-    : never;
+/** The client method type of one method descriptor; `never` for client/bidi streaming. */
+export type ClientMethod<M> = RpcSignature<M, "client">;
 
 /** One method per RPC of `S` by local name, plus `close()` for the channel. */
 export type ServiceClient<S extends DescService> = {

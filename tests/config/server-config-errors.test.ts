@@ -1,41 +1,11 @@
-import { mkdir, writeFile } from "node:fs/promises";
+import { mkdir } from "node:fs/promises";
 import path from "node:path";
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { ConfigError } from "../../src/config/config-error.ts";
-import {
-  defaultConfigFilePath,
-  type LoadedServerConfig,
-  loadServerConfig,
-  type ServerConfigInput,
-} from "../../src/config/server-config.ts";
-import { makeTempDir } from "./temp-dir.ts";
+import { useConfigDirs } from "./server-config-helpers.ts";
 
-let home: string;
-let cwd: string;
-let cleanup: () => Promise<void>;
-
-beforeEach(async () => {
-  const temp = await makeTempDir();
-  cleanup = temp.cleanup;
-  home = path.join(temp.dir, "home");
-  cwd = path.join(temp.dir, "work");
-  await mkdir(home);
-  await mkdir(cwd);
-});
-afterEach(async () => {
-  await cleanup();
-});
-
-function load(input: Partial<ServerConfigInput> = {}): LoadedServerConfig {
-  return loadServerConfig({ flags: {}, env: {}, cwd, homeDir: home, ...input });
-}
-
-async function writeDefaultFile(value: unknown): Promise<string> {
-  const file = defaultConfigFilePath(home);
-  await mkdir(path.dirname(file), { recursive: true });
-  await writeFile(file, typeof value === "string" ? value : JSON.stringify(value));
-  return file;
-}
+const dirs = useConfigDirs();
+const { load, writeDefaultFile } = dirs;
 
 function configError(run: () => unknown): ConfigError {
   try {
@@ -50,13 +20,13 @@ function configError(run: () => unknown): ConfigError {
 describe("loadServerConfig errors", () => {
   it("refuses a --config file that does not exist", () => {
     const error = configError(() => load({ configFile: "missing.json" }));
-    const file = path.join(cwd, "missing.json");
+    const file = path.join(dirs.cwd, "missing.json");
     expect(error.message).toBe(`config file ${file} does not exist`);
     expect(error.file).toBe(file);
   });
 
   it("refuses a config file that cannot be read", async () => {
-    await mkdir(path.join(cwd, "dir.json"));
+    await mkdir(path.join(dirs.cwd, "dir.json"));
     const error = configError(() => load({ configFile: "dir.json" }));
     expect(error.message).toMatch(/^config file .*dir\.json cannot be read: .*\(EISDIR\)$/);
   });

@@ -1,41 +1,11 @@
-import { mkdir, writeFile } from "node:fs/promises";
+import { writeFile } from "node:fs/promises";
 import path from "node:path";
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import {
-  defaultConfigFilePath,
-  describeConfig,
-  type LoadedServerConfig,
-  loadServerConfig,
-  type ServerConfigInput,
-} from "../../src/config/server-config.ts";
-import { makeTempDir } from "./temp-dir.ts";
+import { describe, expect, it } from "vitest";
+import { describeConfig } from "../../src/config/server-config.ts";
+import { useConfigDirs } from "./server-config-helpers.ts";
 
-let home: string;
-let cwd: string;
-let cleanup: () => Promise<void>;
-
-beforeEach(async () => {
-  const temp = await makeTempDir();
-  cleanup = temp.cleanup;
-  home = path.join(temp.dir, "home");
-  cwd = path.join(temp.dir, "work");
-  await mkdir(home);
-  await mkdir(cwd);
-});
-afterEach(async () => {
-  await cleanup();
-});
-
-function load(input: Partial<ServerConfigInput> = {}): LoadedServerConfig {
-  return loadServerConfig({ flags: {}, env: {}, cwd, homeDir: home, ...input });
-}
-
-async function writeDefaultFile(value: unknown): Promise<string> {
-  const file = defaultConfigFilePath(home);
-  await mkdir(path.dirname(file), { recursive: true });
-  await writeFile(file, typeof value === "string" ? value : JSON.stringify(value));
-  return file;
-}
+const dirs = useConfigDirs();
+const { load, writeDefaultFile } = dirs;
 
 describe("loadServerConfig defaults", () => {
   it("uses the defaults of SPEC section 3 when nothing is configured", () => {
@@ -49,9 +19,9 @@ describe("loadServerConfig defaults", () => {
       healthCheckIntervalMs: 30_000,
       restartOnFailure: true,
       maxRestarts: 3,
-      agentsDirectory: path.join(cwd, "atoll_agents"),
+      agentsDirectory: path.join(dirs.cwd, "atoll_agents"),
       listen: "127.0.0.1:50051",
-      stateDir: path.join(home, ".local/state/atoll-deploy"),
+      stateDir: path.join(dirs.home, ".local/state/atoll-deploy"),
       authTokenFile: undefined,
       tlsCert: undefined,
       tlsKey: undefined,
@@ -69,7 +39,7 @@ describe("loadServerConfig defaults", () => {
       "/var/state/atoll-deploy",
     );
     expect(load({ env: { XDG_STATE_HOME: "relative" } }).config.stateDir).toBe(
-      path.join(home, ".local/state/atoll-deploy"),
+      path.join(dirs.home, ".local/state/atoll-deploy"),
     );
   });
 
@@ -115,13 +85,13 @@ describe("loadServerConfig sources", () => {
       healthCheckIntervalMs: 2500,
       restartOnFailure: false,
       maxRestarts: 0,
-      agentsDirectory: path.join(cwd, "agents"),
-      listen: `unix:${path.join(cwd, "run/atoll.sock")}`,
-      stateDir: path.join(home, "state"),
+      agentsDirectory: path.join(dirs.cwd, "agents"),
+      listen: `unix:${path.join(dirs.cwd, "run/atoll.sock")}`,
+      stateDir: path.join(dirs.home, "state"),
       authTokenFile: "/etc/atoll/token",
-      tlsCert: path.join(cwd, "cert.pem"),
-      tlsKey: path.join(cwd, "key.pem"),
-      tlsClientCa: path.join(cwd, "ca.pem"),
+      tlsCert: path.join(dirs.cwd, "cert.pem"),
+      tlsKey: path.join(dirs.cwd, "key.pem"),
+      tlsClientCa: path.join(dirs.cwd, "ca.pem"),
       logLevel: "debug",
     });
     expect(new Set(Object.values(loaded.sources))).toEqual(new Set(["file"]));
@@ -150,12 +120,12 @@ describe("loadServerConfig sources", () => {
   it("reads the file given by --config instead of the default one", async () => {
     await writeDefaultFile({ deployment: { base_port: 8200 } });
     await writeFile(
-      path.join(cwd, "custom.json"),
+      path.join(dirs.cwd, "custom.json"),
       JSON.stringify({ deployment: { base_port: 8300 } }),
     );
     const loaded = load({ configFile: "custom.json" });
     expect(loaded.config.basePort).toBe(8300);
-    expect(loaded.configFile).toBe(path.join(cwd, "custom.json"));
+    expect(loaded.configFile).toBe(path.join(dirs.cwd, "custom.json"));
   });
 
   it("accepts a config file without a deployment object", async () => {
@@ -188,8 +158,8 @@ describe("loadServerConfig sources", () => {
 
   it("expands ~ and resolves relative paths against the working directory", () => {
     const loaded = load({ flags: { agents_directory: "~/agents", state_dir: "../state" } });
-    expect(loaded.config.agentsDirectory).toBe(path.join(home, "agents"));
-    expect(loaded.config.stateDir).toBe(path.resolve(cwd, "../state"));
+    expect(loaded.config.agentsDirectory).toBe(path.join(dirs.home, "agents"));
+    expect(loaded.config.stateDir).toBe(path.resolve(dirs.cwd, "../state"));
   });
 
   it.each([

@@ -1,13 +1,27 @@
 /**
- * The shared shape of `deploy`, `undeploy` and `restart`: reach the server (GetStatus under the
- * connect timeout, so an unreachable server never hangs), run the operation with a progress
+ * `deploy`, `undeploy` and `restart`, which share one shape: reach the server (GetStatus under
+ * the connect timeout, so an unreachable server never hangs), run the operation with a progress
  * indicator, print the success line or the JSON response.
  */
 import type { DescMessage, MessageShape } from "@bufbuild/protobuf";
 import { type Agent, AgentState } from "../../../gen/atoll/deployment/v1/agent_pb.ts";
+import {
+  DeployResponseSchema,
+  RestartResponseSchema,
+  UndeployResponseSchema,
+} from "../../../gen/atoll/deployment/v1/deployment_service_pb.ts";
 import type { ClientCallOptions } from "../../rpc/grpc-client.ts";
 import { type CommandContext, callOptions, EXIT, reportFailure } from "../context.ts";
-import { formatReason, jsonDocument, messageJson, noticeLine, stateName } from "../format.ts";
+import {
+  deployedLine,
+  formatReason,
+  jsonDocument,
+  messageJson,
+  noticeLine,
+  restartedLine,
+  stateName,
+  stoppedLine,
+} from "../format.ts";
 import { startProgress } from "../progress.ts";
 import type { Style } from "../style.ts";
 
@@ -79,13 +93,75 @@ export async function runAgentOperation<Desc extends DescMessage>(
 }
 
 /** Deploy and Restart should leave the agent RUNNING. */
-export function isRunning(state: number): boolean {
+function isRunning(state: number): boolean {
   return state === AgentState.RUNNING;
 }
 
 /** Undeploy should leave the agent without a process (stopping, or never started). */
-export function isNotLive(state: number): boolean {
+function isNotLive(state: number): boolean {
   return (
     state !== AgentState.STARTING && state !== AgentState.RUNNING && state !== AgentState.BACKOFF
   );
 }
+
+/** What tells one agent command from another. */
+interface AgentCommandSpec<Desc extends DescMessage> {
+  /** Progress verb, e.g. `Deploying`. */
+  readonly verb: string;
+  readonly responseSchema: Desc;
+  readonly rpc: (
+    ctx: CommandContext,
+    name: string,
+    options: ClientCallOptions,
+  ) => Promise<MessageShape<Desc> & { agent?: Agent | undefined }>;
+  readonly successLine: (agent: Agent, style: Style) => string;
+  readonly settled: (state: number) => boolean;
+}
+
+/** An agent command: `(ctx, agent, timeoutMs)` → exit status. */
+export type AgentCommand = (
+  ctx: CommandContext,
+  agent: string,
+  timeoutMs: number | undefined,
+) => Promise<number>;
+
+function agentCommand<Desc extends DescMessage>(spec: AgentCommandSpec<Desc>): AgentCommand {
+  return (ctx, agent, timeoutMs) =>
+    runAgentOperation(ctx, {
+      agent,
+      timeoutMs,
+      progressText: `${spec.verb} ${agent}`,
+      responseSchema: spec.responseSchema,
+      call: (options) => spec.rpc(ctx, agent, options),
+      successLine: spec.successLine,
+      settled: spec.settled,
+    });
+}
+
+/** `deploy <name>`: starts the agent and waits until it is running and healthy. */
+export const deploy: AgentCommand = agentCommand({
+  verb: "Deploying",
+  responseSchema: DeployResponseSchema,
+  rpc: (ctx, name, options) => ctx.client.deploy({ name }, options),
+  successLine: deployedLine,
+  settled: isRunning,
+});
+
+/** `restart <name>`: stops the agent if it runs, starts it, waits like deploy. */
+export const restart: AgentCommand = agentCommand({
+  verb: "Restarting",
+  responseSchema: RestartResponseSchema,
+  rpc: (ctx, name, options) => ctx.client.restart({ name }, options),
+  successLine: restartedLine,
+  settled: isRunning,
+});
+
+/** `undeploy <name>`: stops the agent gracefully and waits until it has stopped. */
+export const undeploy: AgentCommand = agentCommand({
+  verb: "Stopping",
+  responseSchema: UndeployResponseSchema,
+  rpc: (ctx, name, options) => ctx.client.undeploy({ name }, options),
+  successLine: stoppedLine,
+  // Undeploying an agent that never ran (DISCOVERED, FAILED, INVALID) is fine as it is.
+  settled: isNotLive,
+});
