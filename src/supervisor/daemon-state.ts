@@ -9,6 +9,10 @@ import type { AgentRegistry, PersistedAgent } from "./agent-registry.ts";
 /** Version of the state.json layout. */
 export const STATE_VERSION = 1;
 
+/** First and longest wait before a failed state write is tried again. */
+const SAVE_RETRY_FIRST_MS = 1_000;
+const SAVE_RETRY_MAX_MS = 30_000;
+
 interface StateDocument {
   readonly version: number;
   readonly savedAt: string;
@@ -27,6 +31,8 @@ export class StateSaver {
   readonly #logger: Logger;
   #last = "";
   #scheduled = false;
+  #failures = 0;
+  #retryTimer: ReturnType<typeof setTimeout> | undefined;
 
   constructor(file: StateFile, registry: () => AgentRegistry, logger: Logger) {
     this.#file = file;
@@ -35,22 +41,51 @@ export class StateSaver {
   }
 
   /**
-   * Schedules a write if the durable facts changed; failures are logged, the last good file
-   * stays. Calls within one turn of the event loop make one check (a hundred agents starting at
-   * once would otherwise serialise every agent's facts once per change of any of them).
+   * Schedules a write if the durable facts changed. Calls within one turn of the event loop make
+   * one check (a hundred agents starting at once would otherwise serialise every agent's facts
+   * once per change of any of them). A failed write (disk full, read-only) is logged, the last
+   * good file stays, and the write is retried with backoff until it succeeds, so the file
+   * catches up once the disk recovers even if nothing else changes.
    */
   schedule(): void {
     if (this.#scheduled) return;
     this.#scheduled = true;
     setImmediate(() => {
       this.#scheduled = false;
-      void this.save().catch((error: unknown) => {
-        this.#logger.error("cannot save state file; the previous good copy is kept", {
-          path: this.#file.path,
-          error: String(error),
-        });
-      });
+      this.save().then(
+        () => {
+          if (this.#failures > 0) {
+            this.#logger.info("state file saved again", { path: this.#file.path });
+          }
+          this.#failures = 0;
+          clearTimeout(this.#retryTimer);
+          this.#retryTimer = undefined;
+        },
+        (error: unknown) => {
+          this.#logger.error("cannot save state file; the previous good copy is kept", {
+            path: this.#file.path,
+            error: String(error),
+            retryInMs: this.#retryDelayMs(),
+          });
+          this.#scheduleRetry();
+        },
+      );
     });
+  }
+
+  #retryDelayMs(): number {
+    return Math.min(SAVE_RETRY_FIRST_MS * 2 ** this.#failures, SAVE_RETRY_MAX_MS);
+  }
+
+  #scheduleRetry(): void {
+    if (this.#retryTimer !== undefined) return;
+    const delayMs = this.#retryDelayMs();
+    this.#failures += 1;
+    this.#retryTimer = setTimeout(() => {
+      this.#retryTimer = undefined;
+      this.schedule();
+    }, delayMs);
+    this.#retryTimer.unref();
   }
 
   /** Writes now (if anything changed) and resolves when it is on disk. */

@@ -1,4 +1,7 @@
-import { readFile, writeFile } from "node:fs/promises";
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdir, readFile, rm, symlink, writeFile } from "node:fs/promises";
+import os from "node:os";
 import path from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { AgentState, HealthStatus } from "../../gen/atoll/deployment/v1/agent_pb.ts";
@@ -231,4 +234,107 @@ describe("durability across daemon restarts", () => {
     expect((await second.client.listAgents({})).agents.map((x) => x.name)).toEqual(["a"]);
     expect(second.stderr()).toMatch(/state file/);
   });
+
+  describe.skipIf(!canMountTmpfs)("with the state dir on a disk that fails writes", () => {
+    it.each([
+      ["full", fillDisk],
+      ["read-only", remountReadOnly],
+    ])("keeps agents and catches up the state file once a %s disk recovers", async (_, fail) => {
+      const { ws, args } = await setup(["a", "b"]);
+      const statePath = path.join(ws.stateDir, "state.json");
+      const recover = await stateDirOnTmpfs(ws.stateDir, ws.dir);
+      const first = await start(args);
+      const a = (await first.client.deploy({ name: "a" })).agent;
+      pids.add(a?.pid ?? 0);
+      await waitUntil(() => savedAgents(statePath).a?.pid === a?.pid, "a is saved");
+
+      const repair = await fail(ws.stateDir);
+      const b = (await first.client.deploy({ name: "b" })).agent;
+      pids.add(b?.pid ?? 0);
+      await waitUntil(
+        () => first.stderr().includes("cannot save state file"),
+        "the failed save is logged",
+      );
+      // The last good file is intact, the daemon serves, both agents run.
+      expect(savedAgents(statePath).a?.pid).toBe(a?.pid);
+      expect(savedAgents(statePath).b?.pid ?? 0).toBe(0);
+      expect((await first.client.getStatus({ name: "b" })).agent?.state).toBe(AgentState.RUNNING);
+
+      await repair();
+      // Nothing else changes: the retry alone brings the file up to date.
+      await waitUntil(() => savedAgents(statePath).b?.pid === b?.pid, "b is saved", 20_000);
+      daemons.splice(daemons.indexOf(first), 1);
+      await first.stop("SIGKILL");
+      const second = await start(args);
+      const listed = (await second.client.listAgents({})).agents;
+      expect(listed.map((x) => [x.name, x.pid, x.stateReason])).toEqual([
+        ["a", a?.pid, "ADOPTED"],
+        ["b", b?.pid, "ADOPTED"],
+      ]);
+      daemons.splice(daemons.indexOf(second), 1);
+      expect(await second.stop("SIGTERM")).toBe(0);
+      await recover();
+    });
+  });
 });
+
+/** Whether this process may mount a tmpfs (root with CAP_SYS_ADMIN, as on the CI machine). */
+const canMountTmpfs = (() => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), "atoll-mount-check-"));
+  try {
+    execFileSync("mount", ["-t", "tmpfs", "-o", "size=64k", "tmpfs", dir], { stdio: "ignore" });
+    execFileSync("umount", [dir], { stdio: "ignore" });
+    return true;
+  } catch {
+    return false;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+})();
+
+/**
+ * Mounts a small tmpfs as `stateDir`, with `logs/` a link to a normal directory (agents keep
+ * writing their output; only the state file is on the failing disk). Returns the unmount.
+ */
+async function stateDirOnTmpfs(stateDir: string, root: string): Promise<() => Promise<void>> {
+  await mkdir(stateDir, { recursive: true });
+  execFileSync("mount", ["-t", "tmpfs", "-o", "size=256k", "tmpfs", stateDir]);
+  const logs = path.join(root, "logs");
+  await mkdir(logs);
+  await symlink(logs, path.join(stateDir, "logs"));
+  const unmount = async () => {
+    try {
+      execFileSync("umount", [stateDir], { stdio: "ignore" });
+    } catch {
+      // Already unmounted.
+    }
+  };
+  cleanups.unshift(unmount); // before the workspace is removed, even when the test fails
+  return unmount;
+}
+
+/** Fills the disk with a file; the repair removes it. */
+async function fillDisk(stateDir: string): Promise<() => Promise<void>> {
+  const filler = path.join(stateDir, "filler");
+  await writeFile(filler, Buffer.alloc(1024 * 1024)).catch((error: NodeJS.ErrnoException) => {
+    if (error.code !== "ENOSPC") throw error;
+  });
+  return () => rm(filler, { force: true });
+}
+
+/** Remounts the disk read-only (even root cannot write); the repair remounts it read-write. */
+async function remountReadOnly(stateDir: string): Promise<() => Promise<void>> {
+  execFileSync("mount", ["-o", "remount,ro", stateDir]);
+  return async () => {
+    execFileSync("mount", ["-o", "remount,rw", stateDir]);
+  };
+}
+
+/** The agents recorded in a state file ({} when unreadable). */
+function savedAgents(statePath: string): Record<string, { pid?: number }> {
+  try {
+    return JSON.parse(readFileSync(statePath, "utf8")).agents ?? {};
+  } catch {
+    return {};
+  }
+}
