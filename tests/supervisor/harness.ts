@@ -80,7 +80,9 @@ export interface Harness {
   close(): Promise<void>;
 }
 
-let nextBase = 31_000 + (process.pid % 50) * 100;
+// Below the kernel's ephemeral range (32768+ here): a client socket's local port there makes a
+// port busy at random, and these tests expect exact leases. Test files use disjoint ranges.
+let nextBase = 10_000 + (process.pid % 50) * 100;
 
 /** Builds a registry over `agents` (name → agent.toml text) with its own port range. */
 export async function createHarness(
