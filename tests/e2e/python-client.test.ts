@@ -20,7 +20,7 @@ afterEach(async () => {
 });
 
 describe("a Python grpcio client", () => {
-  it("lists the bundled agents, deploys one and decodes ErrorInfo details", async () => {
+  it("calls every RPC, decodes ErrorInfo, watches through a crash, checks health and reflects", async () => {
     // .ci/run installs python3-grpcio, protoc and grpc_python_plugin; without them this test cannot run.
     expect(existsSync(PYTHON) && existsSync("/usr/bin/protoc")).toBe(true);
     const dir = await mkdtemp(path.join(os.tmpdir(), "atoll-py-"));
@@ -68,7 +68,31 @@ describe("a Python grpcio client", () => {
       code: "INVALID_ARGUMENT",
       reason: "INVALID_AGENT_NAME",
     });
+    expect(result.restarted).toEqual({
+      state: "AGENT_STATE_RUNNING",
+      new_pid: true,
+      port: result.deployed.port,
+    });
+    expect(result.log_lines).toBeGreaterThan(0);
+    expect(result.watch).toMatchObject({ snapshot: 1, complete: true, revisions_increase: true });
+    // Killed: it leaves RUNNING, and auto-restart brings it back on its own.
+    expect(result.watch.states[0][0]).toBe("AGENT_STATE_RUNNING");
+    expect(result.watch.states.at(-1)[1]).toBe("AGENT_STATE_RUNNING");
     expect(result.undeployed).toEqual({ state: "AGENT_STATE_STOPPED", port: 0 });
+    expect(result.health).toEqual(["SERVING", "SERVING"]);
+    expect(result.reflection.services).toEqual([
+      "atoll.deployment.v1.DeploymentService",
+      "grpc.health.v1.Health",
+    ]);
+    expect(result.reflection.methods).toEqual([
+      "Deploy",
+      "Undeploy",
+      "Restart",
+      "GetStatus",
+      "ListAgents",
+      "StreamLogs",
+      "WatchHealth",
+    ]);
     expect(isGroupAlive(result.deployed.pid)).toBe(false);
   });
 });

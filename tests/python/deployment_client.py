@@ -1,10 +1,12 @@
 #!/usr/bin/python3
 """Cross-language client for atoll-deploy, using only names from SPEC.md.
 
-Generates Python stubs from the repo's proto/ (and google.rpc from the
-google-proto-files package) with protoc and grpc_python_plugin, then runs a
-scenario against a live server and prints one JSON object with what it saw.
-Run with Debian's /usr/bin/python3 (python3-grpcio, python3-protobuf).
+Generates Python stubs from the repo's proto/ (google.rpc from the
+google-proto-files package, grpc.health.v1 and grpc.reflection.v1 from the
+npm packages that ship them) with protoc and grpc_python_plugin, then runs a
+scenario calling every RPC against a live server, and prints one JSON object
+with what it saw. Run with Debian's /usr/bin/python3 (python3-grpcio,
+python3-protobuf).
 
 usage: deployment_client.py --server HOST:PORT --agent NAME --repo DIR --out DIR
 """
@@ -33,6 +35,25 @@ def generate_stubs(repo, out):
          "google/rpc/status.proto", "google/rpc/error_details.proto"],
         check=True,
     )
+    # Health and reflection: compiled under module names of our own, since a generated
+    # grpc/reflection/... package would be shadowed by grpcio's own `grpc` package (the wire
+    # names stay grpc.health.v1 and grpc.reflection.v1).
+    extra = os.path.join(out, "_protos")
+    for source, module in (
+        ("grpc-health-check/proto/health/v1/health.proto", "atoll_py_health.proto"),
+        ("@grpc/reflection/build/proto/grpc/reflection/v1/reflection.proto",
+         "atoll_py_reflection.proto"),
+    ):
+        os.makedirs(extra, exist_ok=True)
+        with open(os.path.join(repo, "node_modules", source)) as src:
+            text = src.read()
+        with open(os.path.join(extra, module), "w") as dst:
+            dst.write(text)
+        subprocess.run(
+            ["protoc", f"-I{extra}", f"--python_out={out}", f"--grpc_out={out}",
+             "--plugin=protoc-gen-grpc=/usr/bin/grpc_python_plugin", module],
+            check=True,
+        )
     sys.path.insert(0, out)
 
 
@@ -92,9 +113,85 @@ def main():
                 result[label] = {"code": "OK"}
             except grpc.RpcError as err:
                 result[label] = error_details(err)
+        restarted = stub.Restart(pb.RestartRequest(name=args.agent), timeout=60).agent
+        result["restarted"] = {
+            "state": state_name(restarted.state),
+            "new_pid": restarted.pid != deployed.pid and restarted.pid > 0,
+            "port": restarted.port,
+        }
+        logs = stub.StreamLogs(
+            pb.StreamLogsRequest(name=args.agent, tail_lines=20, follow=False), timeout=10)
+        result["log_lines"] = sum(len(batch.lines) for batch in logs)
+        result["watch"] = watch_through_crash(
+            stub, pb, args.agent, restarted.pid, state_name, agent_pb2.AGENT_STATE_RUNNING)
         stopped = stub.Undeploy(pb.UndeployRequest(name=args.agent), timeout=60).agent
         result["undeployed"] = {"state": state_name(stopped.state), "port": stopped.port}
+        result["health"] = check_health(channel)
+        result["reflection"] = reflect(channel)
     print(json.dumps(result))
+
+
+def watch_through_crash(stub, pb, agent, pid, state_name, running):
+    """Watches one agent, kills its process, and follows it back to RUNNING."""
+    import signal
+
+    seen = {"snapshot": 0, "complete": False, "states": [], "revisions_increase": True}
+    last_revision = 0
+    events = stub.WatchHealth(pb.WatchHealthRequest(names=[agent]), timeout=60)
+    for event in events:
+        kind = pb.WatchEventType.Name(event.type)
+        if kind == "WATCH_EVENT_TYPE_SNAPSHOT":
+            seen["snapshot"] += 1
+        elif kind == "WATCH_EVENT_TYPE_SNAPSHOT_COMPLETE":
+            seen["complete"] = True
+            last_revision = event.revision
+            os.kill(pid, signal.SIGKILL)  # the agent this scenario deployed
+        elif kind == "WATCH_EVENT_TYPE_CHANGE":
+            if event.revision <= last_revision:
+                seen["revisions_increase"] = False
+            last_revision = event.revision
+            seen["states"].append(
+                [state_name(event.previous_state), state_name(event.agent.state)])
+            if event.agent.state == running and event.agent.pid not in (0, pid):
+                break
+    events.cancel()
+    return seen
+
+
+def check_health(channel):
+    import atoll_py_health_pb2 as health_pb2
+    import atoll_py_health_pb2_grpc as health_grpc
+
+    stub = health_grpc.HealthStub(channel)
+    overall = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=10)
+    api = stub.Check(
+        health_pb2.HealthCheckRequest(service="atoll.deployment.v1.DeploymentService"), timeout=10)
+    return [health_pb2.HealthCheckResponse.ServingStatus.Name(r.status) for r in (overall, api)]
+
+
+def reflect(channel):
+    """Lists services and resolves DeploymentService's methods by server reflection v1."""
+    import atoll_py_reflection_pb2 as rpb
+    import atoll_py_reflection_pb2_grpc as rgrpc
+    from google.protobuf import descriptor_pb2
+
+    stub = rgrpc.ServerReflectionStub(channel)
+    requests = [
+        rpb.ServerReflectionRequest(list_services=""),
+        rpb.ServerReflectionRequest(
+            file_containing_symbol="atoll.deployment.v1.DeploymentService"),
+    ]
+    services, methods = [], []
+    for response in stub.ServerReflectionInfo(iter(requests), timeout=10):
+        if response.HasField("list_services_response"):
+            services = sorted(s.name for s in response.list_services_response.service)
+        elif response.HasField("file_descriptor_response"):
+            for raw in response.file_descriptor_response.file_descriptor_proto:
+                fd = descriptor_pb2.FileDescriptorProto.FromString(raw)
+                for service in fd.service:
+                    if service.name == "DeploymentService":
+                        methods = [m.name for m in service.method]
+    return {"services": services, "methods": methods}
 
 
 if __name__ == "__main__":
