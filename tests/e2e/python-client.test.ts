@@ -1,8 +1,11 @@
-import { execFile } from "node:child_process";
+import { execFile, spawn } from "node:child_process";
+import { once } from "node:events";
 import { existsSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
+import net from "node:net";
 import os from "node:os";
 import path from "node:path";
+import { createInterface } from "node:readline";
 import { promisify } from "node:util";
 import { afterEach, describe, expect, it } from "vitest";
 import { isGroupAlive } from "../../src/platform/terminate-group.ts";
@@ -95,4 +98,66 @@ describe("a Python grpcio client", () => {
     ]);
     expect(isGroupAlive(result.deployed.pid)).toBe(false);
   });
+
+  it("holds a watch through a server restart and resumes it with a fresh snapshot", async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), "atoll-py-"));
+    cleanup.push(dir);
+    const port = await freePort();
+    const args = [
+      "--listen",
+      `127.0.0.1:${port}`,
+      "--agents-dir",
+      path.join(REPO, "atoll_agents"),
+      "--state-dir",
+      path.join(dir, "state"),
+    ];
+    const first = await startDaemon(args);
+    const python = spawn(PYTHON, [
+      path.join(REPO, "tests/python/deployment_client.py"),
+      "--server",
+      first.address,
+      "--repo",
+      REPO,
+      "--out",
+      path.join(dir, "stubs"),
+      "--watch-restart",
+    ]);
+    const exited = once(python, "exit");
+    const lines = createInterface({ input: python.stdout });
+    const output: string[] = [];
+    let restarted: Promise<void> | undefined;
+    lines.on("line", (line) => {
+      output.push(line);
+      if (restarted === undefined && line.includes('"ready"')) {
+        // The watcher is in its stream: kill the server under it and start a new one.
+        restarted = first.stop("SIGKILL").then(async () => {
+          daemon = await startDaemon(args);
+        });
+      }
+    });
+    expect((await exited)[0]).toBe(0);
+    await restarted;
+    const ready = JSON.parse(output[0] ?? "{}");
+    const result = JSON.parse(output.at(-1) ?? "{}");
+    expect(result.errors).toEqual(["UNAVAILABLE"]);
+    expect(result.resumed_after).toBeGreaterThanOrEqual(ready.ready);
+    expect(result.after_restart.at(-1)).toBe("WATCH_EVENT_TYPE_SNAPSHOT_COMPLETE");
+    expect(result.after_restart.slice(0, -1)).toEqual([
+      "WATCH_EVENT_TYPE_SNAPSHOT",
+      "WATCH_EVENT_TYPE_SNAPSHOT",
+      "WATCH_EVENT_TYPE_SNAPSHOT",
+    ]);
+    expect(result.revision_after).toBeGreaterThan(result.resumed_after);
+  });
 });
+
+/** A port nothing listens on right now (the kernel's pick, released at once). */
+async function freePort(): Promise<number> {
+  const server = net.createServer();
+  server.listen(0, "127.0.0.1");
+  await once(server, "listening");
+  const { port } = server.address() as net.AddressInfo;
+  server.close();
+  await once(server, "close");
+  return port;
+}

@@ -9,6 +9,9 @@ with what it saw. Run with Debian's /usr/bin/python3 (python3-grpcio,
 python3-protobuf).
 
 usage: deployment_client.py --server HOST:PORT --agent NAME --repo DIR --out DIR
+       deployment_client.py --server HOST:PORT --repo DIR --out DIR --watch-restart
+         (prints {"ready": REVISION} once watching, then follows the watch through a
+         restart of the server and prints what it saw after it)
 """
 import argparse
 import json
@@ -77,12 +80,16 @@ def error_details(err):
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--server", required=True)
-    parser.add_argument("--agent", required=True)
+    parser.add_argument("--agent")
     parser.add_argument("--repo", required=True)
     parser.add_argument("--out", required=True)
+    parser.add_argument("--watch-restart", action="store_true")
     args = parser.parse_args()
 
     generate_stubs(args.repo, args.out)
+    if args.watch_restart:
+        watch_through_server_restart(args.server)
+        return
     import grpc
     from atoll.deployment.v1 import agent_pb2, deployment_service_pb2 as pb
     from atoll.deployment.v1 import deployment_service_pb2_grpc as pb_grpc
@@ -129,6 +136,38 @@ def main():
         result["health"] = check_health(channel)
         result["reflection"] = reflect(channel)
     print(json.dumps(result))
+
+
+def watch_through_server_restart(server):
+    """Holds a WatchHealth stream while the server restarts, and resumes it as SPEC §6 says."""
+    import grpc
+    from atoll.deployment.v1 import deployment_service_pb2 as pb
+    from atoll.deployment.v1 import deployment_service_pb2_grpc as pb_grpc
+
+    result = {"errors": [], "after_restart": []}
+    last = 0
+    with grpc.insecure_channel(server) as channel:
+        stub = pb_grpc.DeploymentServiceStub(channel)
+        try:
+            for event in stub.WatchHealth(pb.WatchHealthRequest(), timeout=120):
+                last = max(last, event.revision)
+                if event.type == pb.WATCH_EVENT_TYPE_SNAPSHOT_COMPLETE:
+                    result["first_revision"] = event.revision
+                    print(json.dumps({"ready": event.revision}), flush=True)
+        except grpc.RpcError as err:
+            result["errors"].append(err.code().name)
+        # Resume after the last revision seen; the restarted server cannot replay another
+        # run's history, so it must answer with a fresh snapshot.
+        result["resumed_after"] = last
+        events = stub.WatchHealth(
+            pb.WatchHealthRequest(resume_after_revision=last), timeout=60, wait_for_ready=True)
+        for event in events:
+            result["after_restart"].append(pb.WatchEventType.Name(event.type))
+            if event.type == pb.WATCH_EVENT_TYPE_SNAPSHOT_COMPLETE:
+                result["revision_after"] = event.revision
+                break
+        events.cancel()
+    print(json.dumps(result), flush=True)
 
 
 def watch_through_crash(stub, pb, agent, pid, state_name, running):
