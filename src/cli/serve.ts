@@ -135,6 +135,7 @@ export async function runServe(io: ServeIo): Promise<number> {
       resolveCommand,
       // A plain copy taken once: reading process.env goes through a C++ accessor per variable.
       baseEnv: { ...io.env },
+      stateDir: path.resolve(config.stateDir),
       logger,
       forceStop: force.signal,
     },
@@ -169,7 +170,13 @@ export async function runServe(io: ServeIo): Promise<number> {
     return 1;
   }
 
-  const restored = await restoreState(stateFile, registry, logger, lifetime.signal);
+  const restored = await restoreState(
+    stateFile,
+    registry,
+    logger,
+    lifetime.signal,
+    path.resolve(config.stateDir),
+  );
   registry.autostart();
   logger.info("restored previous state", restored);
   void rotator.run(lifetime.signal);

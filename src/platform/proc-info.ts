@@ -171,6 +171,43 @@ function readAuxvPageSize(): number | undefined {
   return undefined;
 }
 
+/** The environment `pid` was started with (`/proc/<pid>/environ`); undefined when unreadable. */
+export function readProcessEnvironment(pid: number): Map<string, string> | undefined {
+  let text: string;
+  try {
+    text = readFileSync(`/proc/${pid}/environ`, "utf8");
+  } catch {
+    return undefined;
+  }
+  const env = new Map<string, string>();
+  for (const entry of text.split("\0")) {
+    const eq = entry.indexOf("=");
+    if (eq > 0) env.set(entry.slice(0, eq), entry.slice(eq + 1));
+  }
+  return env;
+}
+
+/** A live process-group leader and the environment it was started with. */
+export interface LeaderWithEnvironment {
+  readonly stat: ProcStat;
+  readonly env: ReadonlyMap<string, string>;
+}
+
+/**
+ * Live process-group leaders (pid = pgid) whose environment has `key` set to `value`, from one
+ * scan of `/proc`. Only leaders are read, since every agent leads its own group.
+ */
+export function findGroupLeadersWithEnv(key: string, value: string): LeaderWithEnvironment[] {
+  const found: LeaderWithEnvironment[] = [];
+  for (const pid of listPids()) {
+    const stat = readProcStat(pid);
+    if (stat === undefined || stat.pgrp !== pid || isDead(stat.state)) continue;
+    const env = readProcessEnvironment(pid);
+    if (env?.get(key) === value) found.push({ stat, env });
+  }
+  return found;
+}
+
 /** Resident pages of every live process, summed per process group, from one scan of `/proc`. */
 function residentPagesByGroup(): Map<number, number> {
   const pages = new Map<number, number>();

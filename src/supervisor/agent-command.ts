@@ -35,14 +35,22 @@ export function buildAgentArgv(
 }
 
 /**
+ * Marks an agent process with the state dir of the daemon that spawned it, so that the next
+ * daemon on that state dir recognises it in `/proc/<pid>/environ` (beyond SPEC §2's variables).
+ */
+export const SUPERVISOR_ENV = "ATOLL_SUPERVISOR_STATE_DIR";
+
+/**
  * The agent's environment: inherited, plus `[deployment].env`, plus the variables
- * the server always sets (SPEC §2), which win over both.
+ * the server always sets (SPEC §2, and {@link SUPERVISOR_ENV} when `stateDir` is given),
+ * which win over both.
  */
 export function buildAgentEnv(
   def: AgentDefinition,
   port: number,
   host: string,
   baseEnv: Readonly<Record<string, string | undefined>>,
+  stateDir?: string,
 ): Record<string, string> {
   const env: Record<string, string> = {};
   for (const [key, value] of Object.entries(baseEnv)) {
@@ -55,5 +63,6 @@ export function buildAgentEnv(
     ATOLL_AGENT_HOST: host,
     ATOLL_AGENT_CONFIG: def.configPath,
   });
+  if (stateDir !== undefined) env[SUPERVISOR_ENV] = stateDir;
   return env;
 }

@@ -386,7 +386,13 @@ export class AgentRunner {
       throw error;
     }
     const argv = buildAgentArgv(def, this.#port, this.#deps.host, this.#deps.resolveCommand);
-    const env = buildAgentEnv(def, this.#port, this.#deps.host, this.#deps.baseEnv);
+    const env = buildAgentEnv(
+      def,
+      this.#port,
+      this.#deps.host,
+      this.#deps.baseEnv,
+      this.#deps.stateDir,
+    );
     let handle: ProcessHandle;
     try {
       handle = await this.#deps.platform.spawn({

@@ -1,9 +1,14 @@
 import { DEFINITION_DEFAULTS } from "../config/parse-definition.ts";
 import type { Logger } from "../core/logger.ts";
 import { adoptProcess } from "../platform/adopted-process.ts";
-import { isSameProcess } from "../platform/proc-info.ts";
+import {
+  findGroupLeadersWithEnv,
+  isSameProcess,
+  type LeaderWithEnvironment,
+} from "../platform/proc-info.ts";
 import type { StateFile } from "../platform/state-file.ts";
-import { reapLeftoverGroup } from "../platform/terminate-group.ts";
+import { reapLeftoverGroup, terminateGroup } from "../platform/terminate-group.ts";
+import { SUPERVISOR_ENV } from "./agent-command.ts";
 import type { AgentRegistry, PersistedAgent } from "./agent-registry.ts";
 
 /** Version of the state.json layout. */
@@ -119,18 +124,38 @@ function parseDocument(data: unknown): StateDocument | undefined {
 }
 
 /**
- * Restores the previous run: adopts every recorded agent whose process is still
- * the same live process (pid plus start time), and starts again the agents that
- * were deployed but died meanwhile, once what their old process group left behind is gone (so
- * the old port is free again and no orphan stays). Returns the names adopted and restarted.
+ * The agent processes some daemon on this state dir spawned (marked by {@link SUPERVISOR_ENV}),
+ * by agent name. A daemon killed between spawning an agent and saving its pid leaves one that
+ * state.json does not know; this finds it.
+ */
+function markedAgents(stateDir: string | undefined): Map<string, LeaderWithEnvironment[]> {
+  const byName = new Map<string, LeaderWithEnvironment[]>();
+  if (stateDir === undefined) return byName;
+  for (const leader of findGroupLeadersWithEnv(SUPERVISOR_ENV, stateDir)) {
+    const name = leader.env.get("ATOLL_AGENT_NAME");
+    if (name === undefined) continue;
+    byName.set(name, [...(byName.get(name) ?? []), leader]);
+  }
+  return byName;
+}
+
+/**
+ * Restores the previous run: adopts every recorded agent whose process is still the same live
+ * process (pid plus start time), and an agent process the previous daemon spawned but had not
+ * recorded yet (found by its environment when `stateDir` is given); stops any second process of
+ * one agent; and starts again the agents that were deployed but died meanwhile, once what their
+ * old process group left behind is gone (so the old port is free again and no orphan stays).
+ * Returns the names adopted and restarted.
  */
 export async function restoreState(
   file: StateFile,
   registry: AgentRegistry,
   logger: Logger,
   lifetime: AbortSignal,
+  stateDir?: string,
 ): Promise<{ adopted: string[]; restarted: string[] }> {
   const read = await file.read();
+  let agents: Record<string, PersistedAgent> = {};
   if (!read.ok) {
     if (read.reason === "corrupt") {
       logger.warn("state file unreadable; starting without previous state", {
@@ -138,55 +163,92 @@ export async function restoreState(
         problem: read.message,
       });
     }
-    return { adopted: [], restarted: [] };
+  } else {
+    if (read.source === "backup") {
+      logger.warn("state file was damaged; restored from its last good copy", { path: file.path });
+    }
+    const doc = parseDocument(read.data);
+    if (doc === undefined) {
+      logger.warn("state file has an unknown layout; ignoring it", { path: file.path });
+    } else {
+      agents = doc.agents;
+      if (typeof doc.revision === "number" && Number.isSafeInteger(doc.revision)) {
+        registry.events.advancePast(doc.revision);
+      }
+    }
   }
-  if (read.source === "backup") {
-    logger.warn("state file was damaged; restored from its last good copy", { path: file.path });
-  }
-  const doc = parseDocument(read.data);
-  if (doc === undefined) {
-    logger.warn("state file has an unknown layout; ignoring it", { path: file.path });
-    return { adopted: [], restarted: [] };
-  }
-  const { agents, revision } = doc;
-  if (typeof revision === "number" && Number.isSafeInteger(revision)) {
-    registry.events.advancePast(revision);
-  }
+  const marked = markedAgents(stateDir);
   const adopted: string[] = [];
   const restarted: string[] = [];
   const reaps: Promise<unknown>[] = [];
-  for (const [name, saved] of Object.entries(agents)) {
+  const stopDuplicate = (name: string, pid: number, stopTimeoutMs: number): void => {
+    logger.warn("stopping a second process of an agent", { agent: name, pid });
+    reaps.push(terminateGroup(pid, { stopTimeoutMs }).catch(() => undefined));
+  };
+  for (const name of new Set([...Object.keys(agents), ...marked.keys()])) {
+    const saved = agents[name];
     const live =
+      saved !== undefined &&
       saved.pid > 0 &&
       saved.startTimeTicks !== undefined &&
       isSameProcess(saved.pid, saved.startTimeTicks);
+    // Newest first: of several unrecorded processes, the last one spawned is the one to keep.
+    const unrecorded = (marked.get(name) ?? [])
+      .filter((leader) => !(live && leader.stat.pid === saved.pid))
+      .sort((a, b) => b.stat.startTimeTicks - a.stat.startTimeTicks);
     const runner = registry.has(name) ? registry.runner(name) : undefined;
-    if (live && saved.startTimeTicks !== undefined) {
-      if (runner === undefined) {
+    if (runner === undefined) {
+      if (live || unrecorded.length > 0) {
         logger.warn("a recorded agent is still running but its definition is gone; leaving it", {
           agent: name,
-          pid: saved.pid,
+          pids: [...(live ? [saved.pid] : []), ...unrecorded.map((l) => l.stat.pid)],
         });
-        continue;
       }
-      const handle = adoptProcess(saved.pid, saved.startTimeTicks, { signal: lifetime });
-      runner.adopt(handle, saved.port, saved.startTimeMs);
-      adopted.push(name);
       continue;
     }
     const stopTimeoutMs =
-      runner?.definition?.deployment.stopTimeoutMs ?? DEFINITION_DEFAULTS.stopTimeoutMs;
-    const reaped = reapLeftoverGroup(saved.pid, stopTimeoutMs).then((members) => {
-      if (members > 0) {
-        logger.warn("stopped processes a dead agent left behind", {
-          agent: name,
-          pgid: saved.pid,
-          members,
-        });
-      }
-    });
-    reaps.push(reaped);
-    if (runner !== undefined && saved.desired === "running") {
+      runner.definition?.deployment.stopTimeoutMs ?? DEFINITION_DEFAULTS.stopTimeoutMs;
+    if (live && saved.startTimeTicks !== undefined) {
+      runner.adopt(
+        adoptProcess(saved.pid, saved.startTimeTicks, { signal: lifetime }),
+        saved.port,
+        saved.startTimeMs,
+      );
+      adopted.push(name);
+      for (const extra of unrecorded) stopDuplicate(name, extra.stat.pid, stopTimeoutMs);
+      continue;
+    }
+    if (saved !== undefined) {
+      reaps.push(
+        reapLeftoverGroup(saved.pid, stopTimeoutMs).then((members) => {
+          if (members > 0) {
+            logger.warn("stopped processes a dead agent left behind", {
+              agent: name,
+              pgid: saved.pid,
+              members,
+            });
+          }
+        }),
+      );
+    }
+    const [newest, ...extras] = unrecorded;
+    if (newest !== undefined) {
+      logger.warn("adopting an agent process the previous daemon had not recorded", {
+        agent: name,
+        pid: newest.stat.pid,
+      });
+      const port = Number(newest.env.get("ATOLL_AGENT_PORT") ?? saved?.port ?? 0);
+      runner.adopt(
+        adoptProcess(newest.stat.pid, newest.stat.startTimeTicks, { signal: lifetime }),
+        port,
+        undefined,
+      );
+      adopted.push(name);
+      for (const extra of extras) stopDuplicate(name, extra.stat.pid, stopTimeoutMs);
+      continue;
+    }
+    if (saved?.desired === "running") {
+      const reaped = Promise.all(reaps);
       void reaped.then(() => runner.autostart());
       restarted.push(name);
     }

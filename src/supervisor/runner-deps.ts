@@ -97,6 +97,12 @@ export interface RunnerDeps {
   readonly resolveCommand: (argv0: string) => readonly string[];
   /** Inherited environment of agent processes. */
   readonly baseEnv: Readonly<Record<string, string | undefined>>;
+  /**
+   * This daemon's absolute state dir, set in every agent's environment as
+   * `ATOLL_SUPERVISOR_STATE_DIR`: a daemon started after a crash finds by it the agents spawned
+   * but not yet recorded in state.json (see `restoreState`). None in tests that do not restore.
+   */
+  readonly stateDir?: string;
   readonly logger: Logger;
   /** Aborted by a second shutdown signal: SIGKILL at once instead of waiting out the grace. */
   readonly forceStop?: AbortSignal;

@@ -1,4 +1,4 @@
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { mkdir, readFile, rm, symlink, writeFile } from "node:fs/promises";
 import os from "node:os";
@@ -9,7 +9,7 @@ import { WatchEventType } from "../../gen/atoll/deployment/v1/deployment_service
 import { listGroupMembers } from "../../src/platform/proc-info.ts";
 import { isGroupAlive } from "../../src/platform/terminate-group.ts";
 import { waitUntil } from "../platform/helpers.ts";
-import { faultAgentToml } from "../supervisor/harness.ts";
+import { FAULT_AGENT, faultAgentToml } from "../supervisor/harness.ts";
 import { type Daemon, startDaemon, workspace } from "./daemon.ts";
 
 const daemons: Daemon[] = [];
@@ -192,6 +192,59 @@ describe("durability across daemon restarts", () => {
     daemons.splice(daemons.indexOf(daemon), 1);
     expect(await daemon.stop("SIGTERM")).toBe(1);
     expect(isGroupAlive(a?.pid ?? 0)).toBe(false);
+  });
+
+  it("adopts an agent the killed daemon spawned but had not recorded yet", async () => {
+    const { ws, args } = await setup(["a"]);
+    const statePath = path.join(ws.stateDir, "state.json");
+    const first = await start(args);
+    const a = (await first.client.deploy({ name: "a" })).agent;
+    pids.add(a?.pid ?? 0);
+    daemons.splice(daemons.indexOf(first), 1);
+    await first.stop("SIGKILL");
+    // As if the kill had come between the spawn and the save: state.json knows nothing of it.
+    const state = JSON.parse(await readFile(statePath, "utf8"));
+    state.agents.a = { desired: "stopped", port: 0, pid: 0 };
+    await writeFile(statePath, JSON.stringify(state));
+
+    const second = await start(args);
+    expect((await second.client.getStatus({ name: "a" })).agent).toMatchObject({
+      state: AgentState.RUNNING,
+      stateReason: "ADOPTED",
+      pid: a?.pid,
+      port: a?.port,
+    });
+  });
+
+  it("stops a second process of an agent and keeps the recorded one", async () => {
+    const { ws, args, basePort } = await setup(["a"]);
+    const first = await start(args);
+    const a = (await first.client.deploy({ name: "a" })).agent;
+    pids.add(a?.pid ?? 0);
+    daemons.splice(daemons.indexOf(first), 1);
+    await first.stop("SIGKILL");
+    // A stray second copy carrying this state dir's mark (an unrecorded spawn of a restart).
+    const stray = spawn(process.execPath, [FAULT_AGENT], {
+      detached: true,
+      stdio: "ignore",
+      env: {
+        ...process.env,
+        PORT: String(basePort + 40),
+        ATOLL_AGENT_NAME: "a",
+        ATOLL_SUPERVISOR_STATE_DIR: ws.stateDir,
+      },
+    });
+    const strayPid = stray.pid ?? 0;
+    pids.add(strayPid);
+    await waitUntil(() => isGroupAlive(strayPid), "the stray copy runs");
+
+    const second = await start(args);
+    await waitUntil(() => !isGroupAlive(strayPid), "the stray copy is stopped");
+    expect((await second.client.getStatus({ name: "a" })).agent).toMatchObject({
+      state: AgentState.RUNNING,
+      stateReason: "ADOPTED",
+      pid: a?.pid,
+    });
   });
 
   it("never adopts a recorded pid that now belongs to another process", async () => {
