@@ -60,9 +60,12 @@ describe("agent runner on real processes", () => {
     expect(await harness.starts("a")).toHaveLength(1);
   });
 
+  // Crashes come CRASH_AFTER_MS after the agent listens: long enough for a start probe (every
+  // 100 ms) to see it healthy even on a loaded machine, since a crash before that is a failed
+  // start (EXITED_DURING_START), another rule. 100 ms failed under a full parallel run.
   it("restarts a crashed agent after backoff on the same port", async () => {
     harness = await createHarness({
-      a: faultAgentToml("a", { env: { FAULT: "crash-after", CRASH_AFTER_MS: "300" } }),
+      a: faultAgentToml("a", { env: { FAULT: "crash-after", CRASH_AFTER_MS: "600" } }),
     });
     const first = await harness.registry.deploy("a");
     const restarted = await harness.waitFor(
@@ -76,7 +79,7 @@ describe("agent runner on real processes", () => {
 
   it("gives up with CRASH_LOOP once the restart budget is spent", async () => {
     harness = await createHarness(
-      { a: faultAgentToml("a", { env: { FAULT: "crash-after", CRASH_AFTER_MS: "100" } }) },
+      { a: faultAgentToml("a", { env: { FAULT: "crash-after", CRASH_AFTER_MS: "600" } }) },
       { maxRestarts: 2 },
     );
     await harness.registry.deploy("a");
@@ -86,7 +89,7 @@ describe("agent runner on real processes", () => {
 
   it("marks an agent that exits with code 0 as stopped and does not restart it", async () => {
     harness = await createHarness({
-      a: faultAgentToml("a", { env: { FAULT: "exit-zero-after", CRASH_AFTER_MS: "200" } }),
+      a: faultAgentToml("a", { env: { FAULT: "exit-zero-after", CRASH_AFTER_MS: "600" } }),
     });
     await harness.registry.deploy("a");
     const stopped = await harness.waitFor("a", (s) => s.state === "STOPPED");
