@@ -171,6 +171,25 @@ function readAuxvPageSize(): number | undefined {
   return undefined;
 }
 
+/**
+ * Wall-clock time (ms since epoch) of a process start time in clock ticks since boot: boot time
+ * (`btime` in `/proc/stat`) plus the ticks at USER_HZ, which Linux fixes at 100 on every
+ * mainstream architecture (sysconf is out of Node's reach). Undefined without `/proc/stat`.
+ */
+export function startTimeTicksToMs(startTimeTicks: number): number | undefined {
+  let text: string;
+  try {
+    text = readFileSync("/proc/stat", "utf8");
+  } catch {
+    return undefined;
+  }
+  const btime = /^btime (\d+)$/m.exec(text)?.[1];
+  if (btime === undefined) return undefined;
+  return Number(btime) * 1000 + startTimeTicks * (1000 / USER_HZ);
+}
+
+const USER_HZ = 100;
+
 /** The environment `pid` was started with (`/proc/<pid>/environ`); undefined when unreadable. */
 export function readProcessEnvironment(pid: number): Map<string, string> | undefined {
   let text: string;

@@ -5,6 +5,7 @@ import {
   findGroupLeadersWithEnv,
   isSameProcess,
   type LeaderWithEnvironment,
+  startTimeTicksToMs,
 } from "../platform/proc-info.ts";
 import type { StateFile } from "../platform/state-file.ts";
 import { reapLeftoverGroup, terminateGroup } from "../platform/terminate-group.ts";
@@ -241,7 +242,7 @@ export async function restoreState(
       runner.adopt(
         adoptProcess(newest.stat.pid, newest.stat.startTimeTicks, { signal: lifetime }),
         port,
-        undefined,
+        startTimeTicksToMs(newest.stat.startTimeTicks),
       );
       adopted.push(name);
       for (const extra of extras) stopDuplicate(name, extra.stat.pid, stopTimeoutMs);

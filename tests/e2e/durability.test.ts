@@ -208,12 +208,17 @@ describe("durability across daemon restarts", () => {
     await writeFile(statePath, JSON.stringify(state));
 
     const second = await start(args);
-    expect((await second.client.getStatus({ name: "a" })).agent).toMatchObject({
+    const adopted = (await second.client.getStatus({ name: "a" })).agent;
+    expect(adopted).toMatchObject({
       state: AgentState.RUNNING,
       stateReason: "ADOPTED",
       pid: a?.pid,
       port: a?.port,
     });
+    // Its start time comes from /proc (ticks since boot), within clock-tick rounding.
+    const started = (t: typeof adopted) => Number(t?.startTime?.seconds ?? 0n);
+    expect(started(adopted)).toBeGreaterThan(0);
+    expect(Math.abs(started(adopted) - started(a))).toBeLessThanOrEqual(1);
   });
 
   it("stops a second process of an agent and keeps the recorded one", async () => {
