@@ -141,7 +141,7 @@ export async function runServe(io: ServeIo): Promise<number> {
     },
     () => saver.schedule(),
     // Revisions start at the clock in microseconds: above any a previous run handed out.
-    new EventHub(undefined, Date.now() * 1000),
+    new EventHub({ baseRevision: Date.now() * 1000 }),
   );
   const track = (names: Iterable<string>): void => {
     for (const name of names) rotator.add(agentLogPath(logDir, name));

@@ -84,7 +84,8 @@ export class AgentRunner {
   #port = 0;
   #restartCount = 0;
   #startTimeMs: number | undefined;
-  #logPathCache: string | undefined;
+  /** `<logDir>/<name>.log`: fixed for the runner's life. */
+  readonly #logPath: string;
   #lastExit: ExitRecord | undefined;
   #nextRestartAtMs: number | undefined;
   #backoffTimer: NodeJS.Timeout | undefined;
@@ -103,6 +104,7 @@ export class AgentRunner {
   ) {
     this.name = name;
     this.#deps = deps;
+    this.#logPath = path.join(deps.logDir, `${name}.log`);
     this.#onChange = onChange;
     this.#latest = initial;
     const now = deps.clock.now();
@@ -174,7 +176,7 @@ export class AgentRunner {
       memoryBytes: this.#memoryBytes,
       warnings: def?.warnings ?? this.#invalid?.warnings ?? [],
       definitionRemoved: this.#definitionRemoved,
-      logPath: this.#logPath(),
+      logPath: this.#logPath,
     };
   }
 
@@ -303,11 +305,6 @@ export class AgentRunner {
     return run;
   }
 
-  #logPath(): string {
-    this.#logPathCache ??= path.join(this.#deps.logDir, `${this.name}.log`);
-    return this.#logPathCache;
-  }
-
   #emit(previousState: AgentStateName, previousHealth: HealthName): void {
     const status = this.status();
     this.#onChange({ state: previousState, health: previousHealth }, status);
@@ -399,7 +396,7 @@ export class AgentRunner {
         argv,
         cwd: def.dir,
         env,
-        logPath: this.#logPath(),
+        logPath: this.#logPath,
       });
     } catch (error) {
       const failure =

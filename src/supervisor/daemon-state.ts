@@ -96,14 +96,15 @@ export class StateSaver {
 
   /** Writes now (if anything changed) and resolves when it is on disk. */
   async save(): Promise<void> {
-    const agents = this.#registry().persistentState();
+    const registry = this.#registry();
+    const agents = registry.persistentState();
     const key = JSON.stringify(agents);
     if (key === this.#last) return;
     this.#last = key;
     const doc: StateDocument = {
       version: STATE_VERSION,
       savedAt: new Date().toISOString(),
-      revision: this.#registry().events.revision,
+      revision: registry.events.revision,
       agents,
     };
     try {
@@ -248,12 +249,10 @@ export async function restoreState(
       for (const extra of extras) stopDuplicate(name, extra.stat.pid, stopTimeoutMs);
       continue;
     }
-    if (saved?.desired === "running") {
-      const reaped = Promise.all(reaps);
-      void reaped.then(() => runner.autostart());
-      restarted.push(name);
-    }
+    if (saved?.desired === "running") restarted.push(name);
   }
+  // Restarted on their old ports once every leftover and duplicate is gone.
   await Promise.all(reaps);
+  for (const name of restarted) void registry.runner(name).autostart();
   return { adopted, restarted };
 }

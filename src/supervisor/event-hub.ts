@@ -14,14 +14,15 @@ export class EventHub {
   #revision: number;
 
   /**
-   * @param historyLimit how many past changes are kept for resuming watchers (default 4096).
-   * @param baseRevision the revision before the first change (default 0). The daemon starts from
-   *   the clock in microseconds, so a new run's revisions are above any a previous run handed out
-   *   and a watcher resuming from one of those gets a fresh snapshot, never a wrong history.
+   * @param options.historyLimit how many past changes are kept for resuming watchers (default 4096).
+   * @param options.baseRevision the revision before the first change (default 0). The daemon
+   *   starts from the clock in microseconds, so a new run's revisions are above any a previous
+   *   run handed out and a watcher resuming from one of those gets a fresh snapshot, never a
+   *   wrong history.
    */
-  constructor(historyLimit = 4096, baseRevision = 0) {
-    this.#historyLimit = historyLimit;
-    this.#revision = baseRevision;
+  constructor(options: { readonly historyLimit?: number; readonly baseRevision?: number } = {}) {
+    this.#historyLimit = options.historyLimit ?? 4096;
+    this.#revision = options.baseRevision ?? 0;
   }
 
   /** Latest revision published; the base revision before the first change. */

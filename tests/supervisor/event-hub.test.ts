@@ -15,7 +15,7 @@ function change(name: string) {
 
 describe("EventHub", () => {
   it("numbers changes from the base revision and replays those after a revision", () => {
-    const hub = new EventHub(10, 1_000);
+    const hub = new EventHub({ historyLimit: 10, baseRevision: 1_000 });
     expect(hub.revision).toBe(1_000);
     expect(hub.since(1_000)).toEqual([]);
     for (const n of ["a", "b", "c"]) hub.publish(change(n));
@@ -27,7 +27,7 @@ describe("EventHub", () => {
   });
 
   it("asks for a snapshot when the changes left the history or the revision is not its own", () => {
-    const hub = new EventHub(2, 100);
+    const hub = new EventHub({ historyLimit: 2, baseRevision: 100 });
     for (const n of ["a", "b", "c"]) hub.publish(change(n));
     expect(hub.since(101)?.length).toBe(2);
     expect(hub.since(100)).toBeUndefined(); // 101 was dropped from the history of 2
@@ -36,7 +36,7 @@ describe("EventHub", () => {
   });
 
   it("moves past a previous run's last revision and drops the history it cannot join", () => {
-    const hub = new EventHub(10, 100);
+    const hub = new EventHub({ historyLimit: 10, baseRevision: 100 });
     hub.publish(change("a"));
     hub.advancePast(50);
     expect(hub.revision).toBe(101);
