@@ -153,7 +153,7 @@ export async function runServe(io: ServeIo): Promise<number> {
   let server: Awaited<ReturnType<typeof startRpcServer>>;
   try {
     server = await startRpcServer({
-      registry,
+      backend: registry,
       clock: systemClock,
       logger,
       listen: config.listen,

@@ -8,7 +8,7 @@ import {
   HealthStatus,
 } from "../../gen/atoll/deployment/v1/agent_pb.ts";
 import type { AgentStateName, HealthName } from "../core/agent-state.ts";
-import type { AgentStatus } from "../supervisor/agent-status.ts";
+import type { AgentStatus } from "../core/agent-status.ts";
 
 /** Domain state name → proto enum value (the proto names carry the `AGENT_STATE_` prefix). */
 export function agentStateToProto(state: AgentStateName): AgentState {

@@ -16,7 +16,7 @@ import {
   WatchEventType,
   WatchHealthResponseSchema,
 } from "../../gen/atoll/deployment/v1/deployment_service_pb.ts";
-import type { AgentChange, AgentStatus } from "../supervisor/agent-status.ts";
+import type { AgentChange, AgentStatus } from "../core/agent-status.ts";
 import { agentStateToProto, agentToProto, healthToProto } from "./agent-convert.ts";
 import { EncodedMessage } from "./grpc-adapter.ts";
 

@@ -8,22 +8,20 @@ import {
   UndeployResponseSchema,
   WatchEventType,
 } from "../../gen/atoll/deployment/v1/deployment_service_pb.ts";
+import type { AgentBackend } from "../core/agent-backend.ts";
 import type { Clock } from "../core/clock.ts";
 import { DeployError } from "../core/errors.ts";
-import { followLog, readLogTail } from "../platform/log-file.ts";
-import type { AgentRegistry } from "../supervisor/agent-registry.ts";
 import { agentStateFromProto } from "./agent-convert.ts";
 import { AgentEncoder } from "./agent-encoding.ts";
 import type { CallContext, ServiceHandlers } from "./grpc-adapter.ts";
 import { WatchQueue } from "./watch-queue.ts";
 
-/** Most lines StreamLogs sends as its tail. */
-export const MAX_TAIL_LINES = 10_000;
 /** Lines per StreamLogs message. */
 const LOG_BATCH_LINES = 500;
 
 export interface DeploymentServiceOptions {
-  readonly registry: AgentRegistry;
+  /** The agents: the local supervisor or another backend. */
+  readonly backend: AgentBackend;
   readonly clock: Clock;
   /** Idle time after which a watch gets a HEARTBEAT (default 15 s). */
   readonly heartbeatIntervalMs?: number;
@@ -35,11 +33,11 @@ export interface DeploymentServiceOptions {
   readonly shutdownSignal: AbortSignal;
 }
 
-/** The DeploymentService handlers over an agent registry. */
+/** The DeploymentService handlers over an agent backend. */
 export function createDeploymentService(
   options: DeploymentServiceOptions,
 ): ServiceHandlers<typeof DeploymentService> {
-  const { registry, clock, shutdownSignal } = options;
+  const { backend, clock, shutdownSignal } = options;
   const heartbeatIntervalMs = options.heartbeatIntervalMs ?? 15_000;
   const maxWatchers = options.maxWatchers ?? 2000;
   let watchers = 0;
@@ -50,19 +48,19 @@ export function createDeploymentService(
 
   return {
     async deploy(request) {
-      const status = await registry.deploy(request.name);
+      const status = await backend.deploy(request.name);
       return encoder.reply(DeployResponseSchema, "agent", [status]);
     },
     async undeploy(request) {
-      const status = await registry.undeploy(request.name);
+      const status = await backend.undeploy(request.name);
       return encoder.reply(UndeployResponseSchema, "agent", [status]);
     },
     async restart(request) {
-      const status = await registry.restart(request.name);
+      const status = await backend.restart(request.name);
       return encoder.reply(RestartResponseSchema, "agent", [status]);
     },
     async getStatus(request) {
-      return encoder.reply(GetStatusResponseSchema, "agent", [registry.status(request.name)]);
+      return encoder.reply(GetStatusResponseSchema, "agent", [backend.status(request.name)]);
     },
     async listAgents(request) {
       const wanted = new Set<string>();
@@ -73,49 +71,34 @@ export function createDeploymentService(
         }
         wanted.add(state);
       }
-      const agents = registry.list().filter((s) => wanted.size === 0 || wanted.has(s.state));
+      const agents = backend.list().filter((s) => wanted.size === 0 || wanted.has(s.state));
       return encoder.reply(ListAgentsResponseSchema, "agents", agents);
     },
 
     async *streamLogs(request, context: CallContext) {
-      const runner = registry.runner(request.name);
       if (request.tailLines < 0) {
         throw new DeployError("INVALID_ARGUMENT", "tail_lines must not be negative");
       }
-      const logPath = runner.status().logPath;
-      const tail = await readLogTail(logPath, Math.min(request.tailLines, MAX_TAIL_LINES));
-      for (let i = 0; i < tail.lines.length; i += LOG_BATCH_LINES) {
-        yield { lines: tail.lines.slice(i, i + LOG_BATCH_LINES) };
-      }
-      if (!request.follow) return;
-      // Ends when the client cancels, the server drains, or the agent is removed.
-      const stop = new AbortController();
-      const onShutdown = (): void => stop.abort();
-      shutdownSignal.addEventListener("abort", onShutdown, { once: true });
-      context.signal.addEventListener("abort", onShutdown, { once: true });
-      const unsubscribe = registry.events.subscribe((change) => {
-        if (change.kind === "removed" && change.name === request.name) stop.abort();
-      });
-      try {
-        for await (const lines of followLog(logPath, {
-          signal: stop.signal,
-          fromOffset: tail.endOffset,
-        })) {
-          for (let i = 0; i < lines.length; i += LOG_BATCH_LINES) {
-            yield { lines: lines.slice(i, i + LOG_BATCH_LINES) };
-          }
+      backend.status(request.name); // validates the name before anything is streamed
+      // Ends when the client cancels, the server drains, or the backend ends it (agent removed).
+      const stop = AbortSignal.any([context.signal, shutdownSignal]);
+      for await (const lines of backend.streamLogs(request.name, {
+        tailLines: request.tailLines,
+        follow: request.follow,
+        signal: stop,
+      })) {
+        for (let i = 0; i < lines.length; i += LOG_BATCH_LINES) {
+          yield { lines: lines.slice(i, i + LOG_BATCH_LINES) };
         }
-        if (shutdownSignal.aborted && !context.signal.aborted) throw shuttingDown();
-      } finally {
-        unsubscribe();
-        shutdownSignal.removeEventListener("abort", onShutdown);
-        context.signal.removeEventListener("abort", onShutdown);
+      }
+      if (request.follow && shutdownSignal.aborted && !context.signal.aborted) {
+        throw shuttingDown();
       }
     },
 
     async *watchHealth(request, context: CallContext) {
       if (shutdownSignal.aborted) throw shuttingDown();
-      for (const name of request.names) registry.runner(name); // validates every name first
+      for (const name of request.names) backend.status(name); // validates every name first
       if (watchers >= maxWatchers) {
         throw new DeployError(
           "TOO_MANY_WATCHERS",
@@ -127,7 +110,7 @@ export function createDeploymentService(
       const queue = new WatchQueue(options.watchBufferLimit);
       watchers += 1;
       // Subscribe before the snapshot so no change between the two is lost.
-      const unsubscribe = registry.events.subscribe((change) => {
+      const unsubscribe = backend.events.subscribe((change) => {
         if (selected(change.name)) queue.push(change);
       });
       // Wakes the loop below at once on shutdown or cancel (not at the next heartbeat).
@@ -136,15 +119,15 @@ export function createDeploymentService(
       context.signal.addEventListener("abort", wake, { once: true });
       try {
         const resumeAfter = Number(request.resumeAfterRevision);
-        const missed = resumeAfter > 0 ? registry.events.since(resumeAfter) : undefined;
-        let sentUpTo = registry.events.revision;
+        const missed = resumeAfter > 0 ? backend.events.since(resumeAfter) : undefined;
+        let sentUpTo = backend.events.revision;
         if (missed !== undefined) {
           // Resume: replay what the client missed instead of a snapshot.
           for (const change of missed) {
             if (selected(change.name)) yield encoder.changeEvent(change);
           }
         } else {
-          const statuses = registry.list().filter((status) => selected(status.name));
+          const statuses = backend.list().filter((status) => selected(status.name));
           yield* encoder.snapshotEvents(statuses, sentUpTo, clock.now());
           yield {
             type: WatchEventType.SNAPSHOT_COMPLETE,
@@ -166,7 +149,7 @@ export function createDeploymentService(
             if (queue.size === 0 && !context.signal.aborted && !shutdownSignal.aborted) {
               yield {
                 type: WatchEventType.HEARTBEAT,
-                revision: BigInt(registry.events.revision),
+                revision: BigInt(backend.events.revision),
                 time: timestampFromMs(clock.now()),
               };
             }

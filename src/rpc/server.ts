@@ -1,9 +1,9 @@
 import { chmod, readFile } from "node:fs/promises";
 import * as grpc from "@grpc/grpc-js";
 import { DeploymentService } from "../../gen/atoll/deployment/v1/deployment_service_pb.ts";
+import type { AgentBackend } from "../core/agent-backend.ts";
 import type { Clock } from "../core/clock.ts";
 import type { Logger } from "../core/logger.ts";
-import type { AgentRegistry } from "../supervisor/agent-registry.ts";
 import { createBearerAuthInterceptor } from "./auth.ts";
 import { createDeploymentService } from "./deployment-service.ts";
 import { createErrorToStatus } from "./error-mapping.ts";
@@ -14,7 +14,7 @@ import { addHealthAndReflection, type ServerHealth } from "./health-and-reflecti
 export const MAX_MESSAGE_BYTES = 4 * 1024 * 1024;
 
 export interface RpcServerOptions {
-  readonly registry: AgentRegistry;
+  readonly backend: AgentBackend;
   readonly clock: Clock;
   readonly logger: Logger;
   /** `host:port` (port 0 picks a free one) or `unix:/path`. */
@@ -34,7 +34,7 @@ export interface RpcServer {
   readonly health: ServerHealth;
   /**
    * First step of a shutdown: health NOT_SERVING, open watches and log follows
-   * end with UNAVAILABLE, new operations are refused by the registry.
+   * end with UNAVAILABLE, new operations are refused by the backend.
    */
   beginDrain(): void;
   /** Waits for in-flight calls up to `graceMs`, then closes every connection. */
@@ -87,7 +87,7 @@ export async function startRpcServer(options: RpcServerOptions): Promise<RpcServ
     server,
     DeploymentService,
     createDeploymentService({
-      registry: options.registry,
+      backend: options.backend,
       clock: options.clock,
       shutdownSignal: drain.signal,
       ...(options.heartbeatIntervalMs !== undefined && {

@@ -1,4 +1,4 @@
-import type { AgentChange } from "../supervisor/agent-status.ts";
+import type { AgentChange } from "../core/agent-status.ts";
 
 /**
  * The per-watcher buffer between the event hub (which publishes synchronously)

@@ -1,8 +1,10 @@
 import type { DiscoveredAgent } from "../config/agent-definition.ts";
+import type { AgentBackend, LogStreamOptions } from "../core/agent-backend.ts";
 import { isValidAgentName } from "../core/agent-name.ts";
+import type { AgentStatus } from "../core/agent-status.ts";
 import { DeployError } from "../core/errors.ts";
+import { followLog, readLogTail } from "../platform/log-file.ts";
 import { AgentRunner, type DefinitionUpdate } from "./agent-runner.ts";
-import type { AgentStatus } from "./agent-status.ts";
 import { EventHub } from "./event-hub.ts";
 import type { RunnerDeps } from "./runner-deps.ts";
 
@@ -15,11 +17,15 @@ export interface PersistedAgent {
   readonly startTimeMs: number | undefined;
 }
 
+/** Most lines a log tail returns, whatever the request asks. */
+export const MAX_TAIL_LINES = 10_000;
+
 /**
  * All agents of the server by name: applies discovery results, routes
  * operations to each agent's runner, and publishes every change on `events`.
+ * The local backend of the API (`AgentBackend`).
  */
-export class AgentRegistry {
+export class AgentRegistry implements AgentBackend {
   readonly events: EventHub;
   readonly #deps: RunnerDeps;
   readonly #runners = new Map<string, AgentRunner>();
@@ -150,6 +156,29 @@ export class AgentRegistry {
   /** Every agent sorted by name. */
   list(): AgentStatus[] {
     return [...this.#runners.keys()].sort().map((name) => this.runner(name).status());
+  }
+
+  /**
+   * The agent's log: its last `tailLines` lines (at most {@link MAX_TAIL_LINES}), then with
+   * `follow` new lines until `signal` aborts or the agent is removed.
+   */
+  async *streamLogs(name: string, options: LogStreamOptions): AsyncIterable<readonly string[]> {
+    const logPath = this.runner(name).status().logPath;
+    const tail = await readLogTail(logPath, Math.min(options.tailLines, MAX_TAIL_LINES));
+    if (tail.lines.length > 0) yield tail.lines;
+    if (!options.follow || options.signal.aborted) return;
+    const stop = new AbortController();
+    const onAbort = (): void => stop.abort();
+    options.signal.addEventListener("abort", onAbort, { once: true });
+    const unsubscribe = this.events.subscribe((change) => {
+      if (change.kind === "removed" && change.name === name) stop.abort();
+    });
+    try {
+      yield* followLog(logPath, { signal: stop.signal, fromOffset: tail.endOffset });
+    } finally {
+      unsubscribe();
+      options.signal.removeEventListener("abort", onAbort);
+    }
   }
 
   /** Starts agents whose definition says autostart, or that the state file says were deployed. */

@@ -9,6 +9,7 @@ import {
   type Lifecycle,
   transition,
 } from "../core/agent-state.ts";
+import type { AgentStatus } from "../core/agent-status.ts";
 import { DeployError } from "../core/errors.ts";
 import {
   decideAfterFailure,
@@ -16,7 +17,6 @@ import {
   restartCountAfterStableRun,
 } from "../core/restart-policy.ts";
 import { buildAgentArgv, buildAgentEnv } from "./agent-command.ts";
-import type { AgentStatus } from "./agent-status.ts";
 import { type ProcessHandle, type RunnerDeps, SpawnFailure } from "./runner-deps.ts";
 import { isStartOutcome, outcomeError } from "./start-outcome.ts";
 

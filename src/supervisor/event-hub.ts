@@ -1,13 +1,14 @@
-import type { AgentChange } from "./agent-status.ts";
+import type { AgentChangeListener, ChangeFeed } from "../core/agent-backend.ts";
+import type { AgentChange } from "../core/agent-status.ts";
 
-export type AgentChangeListener = (change: AgentChange) => void;
+export type { AgentChangeListener };
 
 /**
  * The typed event stream of agent changes: assigns monotonic revisions, keeps a
  * bounded history for watchers that resume, and notifies subscribers
  * synchronously (they must not block; the watch API buffers per watcher).
  */
-export class EventHub {
+export class EventHub implements ChangeFeed {
   readonly #historyLimit: number;
   readonly #history: AgentChange[] = [];
   readonly #listeners = new Set<AgentChangeListener>();

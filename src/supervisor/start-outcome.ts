@@ -1,5 +1,5 @@
+import type { AgentStatus } from "../core/agent-status.ts";
 import { DeployError } from "../core/errors.ts";
-import type { AgentStatus } from "./agent-status.ts";
 
 /** True when a start has succeeded: RUNNING and HEALTHY. */
 export function isStartOutcome(status: AgentStatus): boolean {

@@ -8,9 +8,9 @@ import {
   WatchEventType,
   WatchHealthResponseSchema,
 } from "../../gen/atoll/deployment/v1/deployment_service_pb.ts";
+import type { AgentChange, AgentStatus } from "../../src/core/agent-status.ts";
 import { agentToProto } from "../../src/rpc/agent-convert.ts";
 import { AgentEncoder } from "../../src/rpc/agent-encoding.ts";
-import type { AgentChange, AgentStatus } from "../../src/supervisor/agent-status.ts";
 
 function status(name: string, overrides: Partial<AgentStatus> = {}): AgentStatus {
   return {

@@ -41,7 +41,7 @@ async function setup(
     Object.fromEntries(names.map((n) => [n, faultAgentToml(n, { env: env ?? {} })])),
   );
   server = await startRpcServer({
-    registry: harness.registry,
+    backend: harness.registry,
     clock: systemClock,
     logger: silentLogger,
     listen: "127.0.0.1:0",

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import type { AgentStatus } from "../../src/supervisor/agent-status.ts";
+import type { AgentStatus } from "../../src/core/agent-status.ts";
 import { EventHub } from "../../src/supervisor/event-hub.ts";
 
 function change(name: string) {

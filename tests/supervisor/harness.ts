@@ -8,13 +8,13 @@ import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { discoverAgents } from "../../src/config/discovery.ts";
+import type { AgentStatus } from "../../src/core/agent-status.ts";
 import { systemClock } from "../../src/core/clock.ts";
 import { createJsonLogger, type Logger } from "../../src/core/logger.ts";
 import { PortAllocator } from "../../src/platform/port-allocator.ts";
 import { isGroupAlive } from "../../src/platform/terminate-group.ts";
 import { AgentRegistry } from "../../src/supervisor/agent-registry.ts";
 import { SlotPool } from "../../src/supervisor/agent-slots.ts";
-import type { AgentStatus } from "../../src/supervisor/agent-status.ts";
 import { createRunnerPlatform } from "../../src/supervisor/platform-binding.ts";
 
 export const FAULT_AGENT = fileURLToPath(new URL("../fixtures/fault-agent.mjs", import.meta.url));

@@ -1,4 +1,4 @@
-import type { AgentStateName, ExitRecord, HealthName } from "../core/agent-state.ts";
+import type { AgentStateName, ExitRecord, HealthName } from "./agent-state.ts";
 
 /**
  * The domain form of one agent's full status (proto `Agent`), built on demand
