@@ -28,8 +28,10 @@ export type DeployErrorCode =
   | "INVALID_AGENT_NAME"
   /** Any other malformed request field. INVALID_ARGUMENT. */
   | "INVALID_ARGUMENT"
-  /** Too many concurrent watch streams. RESOURCE_EXHAUSTED. */
+  /** Too many concurrent watch streams, overall or from one client. RESOURCE_EXHAUSTED. */
   | "TOO_MANY_WATCHERS"
+  /** Too many concurrent StreamLogs follow streams, overall or from one client. RESOURCE_EXHAUSTED. */
+  | "TOO_MANY_LOG_STREAMS"
   /** A watcher could not keep up with the events. RESOURCE_EXHAUSTED. */
   | "WATCHER_TOO_SLOW"
   /** The server is draining. UNAVAILABLE. */

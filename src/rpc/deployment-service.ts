@@ -14,6 +14,12 @@ import { DeployError } from "../core/errors.ts";
 import { agentStateFromProto } from "./agent-convert.ts";
 import { AgentEncoder } from "./agent-encoding.ts";
 import type { CallContext, ServiceHandlers } from "./grpc-adapter.ts";
+import {
+  DEFAULT_LOG_FOLLOW_CAP,
+  DEFAULT_WATCH_CAP,
+  type StreamCap,
+  StreamLimiter,
+} from "./stream-limits.ts";
 import { WatchQueue } from "./watch-queue.ts";
 
 /** Lines per StreamLogs message. */
@@ -25,8 +31,10 @@ export interface DeploymentServiceOptions {
   readonly clock: Clock;
   /** Idle time after which a watch gets a HEARTBEAT (default 15 s). */
   readonly heartbeatIntervalMs?: number;
-  /** Most concurrent WatchHealth streams (default 2000). */
-  readonly maxWatchers?: number;
+  /** Most concurrent WatchHealth streams overall and per client (default {@link DEFAULT_WATCH_CAP}). */
+  readonly watchCap?: StreamCap;
+  /** Most concurrent StreamLogs follow streams overall and per client (default {@link DEFAULT_LOG_FOLLOW_CAP}). */
+  readonly logFollowCap?: StreamCap;
   /** Changes buffered per watcher before coalescing (default 1024). */
   readonly watchBufferLimit?: number;
   /** Aborted when the server drains: ends open watches and log follows with UNAVAILABLE. */
@@ -39,8 +47,16 @@ export function createDeploymentService(
 ): ServiceHandlers<typeof DeploymentService> {
   const { backend, clock, shutdownSignal } = options;
   const heartbeatIntervalMs = options.heartbeatIntervalMs ?? 15_000;
-  const maxWatchers = options.maxWatchers ?? 2000;
-  let watchers = 0;
+  const watchers = new StreamLimiter(
+    options.watchCap ?? DEFAULT_WATCH_CAP,
+    "TOO_MANY_WATCHERS",
+    "WatchHealth streams",
+  );
+  const logFollowers = new StreamLimiter(
+    options.logFollowCap ?? DEFAULT_LOG_FOLLOW_CAP,
+    "TOO_MANY_LOG_STREAMS",
+    "StreamLogs follow streams",
+  );
   const encoder = new AgentEncoder();
 
   const shuttingDown = (): DeployError =>
@@ -80,35 +96,35 @@ export function createDeploymentService(
         throw new DeployError("INVALID_ARGUMENT", "tail_lines must not be negative");
       }
       backend.status(request.name); // validates the name before anything is streamed
+      // A tail alone is bounded work; only a follow holds a place until it ends.
+      const release = request.follow ? logFollowers.acquire(context.peer) : undefined;
       // Ends when the client cancels, the server drains, or the backend ends it (agent removed).
       const stop = AbortSignal.any([context.signal, shutdownSignal]);
-      for await (const lines of backend.streamLogs(request.name, {
-        tailLines: request.tailLines,
-        follow: request.follow,
-        signal: stop,
-      })) {
-        for (let i = 0; i < lines.length; i += LOG_BATCH_LINES) {
-          yield { lines: lines.slice(i, i + LOG_BATCH_LINES) };
+      try {
+        for await (const lines of backend.streamLogs(request.name, {
+          tailLines: request.tailLines,
+          follow: request.follow,
+          signal: stop,
+        })) {
+          for (let i = 0; i < lines.length; i += LOG_BATCH_LINES) {
+            yield { lines: lines.slice(i, i + LOG_BATCH_LINES) };
+          }
         }
-      }
-      if (request.follow && shutdownSignal.aborted && !context.signal.aborted) {
-        throw shuttingDown();
+        if (request.follow && shutdownSignal.aborted && !context.signal.aborted) {
+          throw shuttingDown();
+        }
+      } finally {
+        release?.();
       }
     },
 
     async *watchHealth(request, context: CallContext) {
       if (shutdownSignal.aborted) throw shuttingDown();
       for (const name of request.names) backend.status(name); // validates every name first
-      if (watchers >= maxWatchers) {
-        throw new DeployError(
-          "TOO_MANY_WATCHERS",
-          `at most ${maxWatchers} WatchHealth streams may be open at once`,
-        );
-      }
+      const release = watchers.acquire(context.peer);
       const names = new Set(request.names);
       const selected = (name: string): boolean => names.size === 0 || names.has(name);
       const queue = new WatchQueue(options.watchBufferLimit);
-      watchers += 1;
       // Subscribe before the snapshot so no change between the two is lost.
       const unsubscribe = backend.events.subscribe((change) => {
         if (selected(change.name)) queue.push(change);
@@ -162,7 +178,7 @@ export function createDeploymentService(
           }
         }
       } finally {
-        watchers -= 1;
+        release();
         unsubscribe();
         shutdownSignal.removeEventListener("abort", wake);
         context.signal.removeEventListener("abort", wake);

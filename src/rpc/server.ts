@@ -9,6 +9,7 @@ import { createDeploymentService } from "./deployment-service.ts";
 import { createErrorToStatus } from "./error-mapping.ts";
 import { addService } from "./grpc-adapter.ts";
 import { addHealthAndReflection, type ServerHealth } from "./health-and-reflection.ts";
+import type { StreamCap } from "./stream-limits.ts";
 
 /** Largest request or response message, bytes (requests here are tiny; this bounds abuse). */
 export const MAX_MESSAGE_BYTES = 4 * 1024 * 1024;
@@ -24,7 +25,10 @@ export interface RpcServerOptions {
   readonly tlsKey?: string | undefined;
   readonly tlsClientCa?: string | undefined;
   readonly heartbeatIntervalMs?: number;
-  readonly maxWatchers?: number;
+  /** Caps on WatchHealth streams, overall and per client (see `stream-limits.ts`). */
+  readonly watchCap?: StreamCap;
+  /** Caps on StreamLogs follow streams, overall and per client. */
+  readonly logFollowCap?: StreamCap;
 }
 
 /** A listening gRPC server and the steps of its orderly shutdown. */
@@ -93,7 +97,8 @@ export async function startRpcServer(options: RpcServerOptions): Promise<RpcServ
       ...(options.heartbeatIntervalMs !== undefined && {
         heartbeatIntervalMs: options.heartbeatIntervalMs,
       }),
-      ...(options.maxWatchers !== undefined && { maxWatchers: options.maxWatchers }),
+      ...(options.watchCap !== undefined && { watchCap: options.watchCap }),
+      ...(options.logFollowCap !== undefined && { logFollowCap: options.logFollowCap }),
     }),
     { toStatus: createErrorToStatus(options.logger), logger: options.logger },
   );

@@ -32,7 +32,7 @@ async function setup(
   names: string[],
   options: {
     heartbeatIntervalMs?: number;
-    maxWatchers?: number;
+    watchCap?: { total: number; perClient: number };
     env?: Record<string, string>;
   } = {},
 ) {
@@ -229,7 +229,7 @@ describe("DeploymentService over gRPC", () => {
   });
 
   it("refuses a watcher beyond the cap with TOO_MANY_WATCHERS", async () => {
-    const { client } = await setup(["a"], { maxWatchers: 1 });
+    const { client } = await setup(["a"], { watchCap: { total: 1, perClient: 1 } });
     const first = client.watchHealth({})[Symbol.asyncIterator]();
     await first.next();
     const error = await rpcError(collect(client.watchHealth({}), () => true));
