@@ -7,6 +7,7 @@ import { isConfigError } from "../config/config-error.ts";
 import { discoverAgents } from "../config/discovery.ts";
 import { describeConfig, loadServerConfig } from "../config/server-config.ts";
 import type { ServerConfig } from "../config/server-config-types.ts";
+import { readAuthToken } from "../config/token-file.ts";
 import { systemClock } from "../core/clock.ts";
 import { createJsonLogger, type Logger } from "../core/logger.ts";
 import { agentLogPath, LogRotator } from "../platform/log-file.ts";
@@ -86,6 +87,18 @@ export async function runServe(io: ServeIo): Promise<number> {
   }
   const logger = createJsonLogger({ sink: io.stderr, level: config.logLevel });
   for (const warning of warnings) logger.warn(warning);
+  let authToken: string | undefined;
+  if (config.authTokenFile !== undefined) {
+    try {
+      const read = readAuthToken(config.authTokenFile);
+      authToken = read.token;
+      for (const warning of read.warnings) logger.warn(warning);
+    } catch (error) {
+      if (!isConfigError(error)) throw error;
+      io.stderr.write(`atoll-deploy serve: ${error.message}\n`);
+      return 2;
+    }
+  }
   logger.info("effective configuration", { config: describeConfig(config) });
 
   let discovered: Awaited<ReturnType<typeof discoverAgents>>;
@@ -157,7 +170,7 @@ export async function runServe(io: ServeIo): Promise<number> {
       clock: systemClock,
       logger,
       listen: config.listen,
-      authTokenFile: config.authTokenFile,
+      authToken,
       tlsCert: config.tlsCert,
       tlsKey: config.tlsKey,
       tlsClientCa: config.tlsClientCa,

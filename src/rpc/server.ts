@@ -4,6 +4,7 @@ import { DeploymentService } from "../../gen/atoll/deployment/v1/deployment_serv
 import type { AgentBackend } from "../core/agent-backend.ts";
 import type { Clock } from "../core/clock.ts";
 import type { Logger } from "../core/logger.ts";
+import { prepareSocketPath, removeSocketPath, SocketPathBusy } from "../platform/unix-socket.ts";
 import { createBearerAuthInterceptor } from "./auth.ts";
 import { createDeploymentService } from "./deployment-service.ts";
 import { createErrorToStatus } from "./error-mapping.ts";
@@ -20,7 +21,8 @@ export interface RpcServerOptions {
   readonly logger: Logger;
   /** `host:port` (port 0 picks a free one) or `unix:/path`. */
   readonly listen: string;
-  readonly authTokenFile?: string | undefined;
+  /** When set, every RPC but health must carry `authorization: Bearer <authToken>`. */
+  readonly authToken?: string | undefined;
   readonly tlsCert?: string | undefined;
   readonly tlsKey?: string | undefined;
   readonly tlsClientCa?: string | undefined;
@@ -65,18 +67,12 @@ async function credentials(options: RpcServerOptions): Promise<grpc.ServerCreden
   );
 }
 
-async function readToken(file: string): Promise<string> {
-  const token = (await readFile(file, "utf8")).trim();
-  if (token === "") throw new Error(`auth token file ${file} is empty`);
-  return token;
-}
-
 /** Builds, binds and starts the gRPC server. Rejects with a one-line error when the address is busy. */
 export async function startRpcServer(options: RpcServerOptions): Promise<RpcServer> {
   const interceptors =
-    options.authTokenFile === undefined
+    options.authToken === undefined
       ? []
-      : [createBearerAuthInterceptor({ token: await readToken(options.authTokenFile) })];
+      : [createBearerAuthInterceptor({ token: options.authToken })];
   const server = new grpc.Server({
     interceptors,
     "grpc.max_receive_message_length": MAX_MESSAGE_BYTES,
@@ -104,19 +100,35 @@ export async function startRpcServer(options: RpcServerOptions): Promise<RpcServ
   );
   const health = addHealthAndReflection(server, [DeploymentService]);
   const creds = await credentials(options);
+  const socketPath = options.listen.startsWith("unix:")
+    ? options.listen.slice("unix:".length).replace(/^\/\//, "")
+    : undefined;
+  if (socketPath !== undefined) {
+    try {
+      if ((await prepareSocketPath(socketPath)) === "stale-removed") {
+        options.logger.warn("removed a stale socket nothing was listening on", {
+          path: socketPath,
+        });
+      }
+    } catch (error) {
+      if (error instanceof SocketPathBusy) {
+        throw new Error(`cannot listen on ${options.listen}: ${error.message}`);
+      }
+      throw error;
+    }
+  }
   const port = await new Promise<number>((resolve, reject) => {
     server.bindAsync(options.listen, creds, (error, boundPort) => {
       if (error) reject(new Error(`cannot listen on ${options.listen}: ${error.message}`));
       else resolve(boundPort);
     });
   });
-  if (options.listen.startsWith("unix:")) {
+  if (socketPath !== undefined) {
     // Only the daemon's user may talk to it through the socket.
-    await chmod(options.listen.slice("unix:".length).replace(/^\/\//, ""), 0o600);
+    await chmod(socketPath, 0o600);
   }
-  const address = options.listen.startsWith("unix:")
-    ? options.listen
-    : options.listen.replace(/:\d+$/, `:${port}`);
+  const address =
+    socketPath !== undefined ? options.listen : options.listen.replace(/:\d+$/, `:${port}`);
   return {
     address,
     health,
@@ -124,14 +136,22 @@ export async function startRpcServer(options: RpcServerOptions): Promise<RpcServ
       health.setNotServing();
       drain.abort();
     },
-    close(graceMs) {
-      return new Promise<void>((resolve) => {
+    async close(graceMs) {
+      await new Promise<void>((resolve) => {
         const force = setTimeout(() => server.forceShutdown(), graceMs);
         server.tryShutdown(() => {
           clearTimeout(force);
           resolve();
         });
       });
+      if (socketPath !== undefined) {
+        await removeSocketPath(socketPath).catch((error: unknown) =>
+          options.logger.warn("cannot remove the socket file", {
+            path: socketPath,
+            error: String(error),
+          }),
+        );
+      }
     },
   };
 }
