@@ -66,22 +66,63 @@ function parseJsonText(text: string): SyntaxResult {
 /**
  * V8 says "… in JSON at position 16 (line 3 column 6)"; the location goes to the front, in the
  * same shape as for TOML. "Unexpected end of JSON input" has no position: it is the last line.
+ * For an unexpected token V8 quotes the input itself ("Unexpected token 's', "s3cret…" is not
+ * valid JSON"), which would put file content (a secret, for a definition that is a link to a
+ * token file) into a message that ListAgents shows: that form is replaced by the position of the
+ * offending character, found by {@link firstBadCharacter}. No problem ever quotes the text.
  */
 function jsonProblem(text: string, message: string): string {
-  const located = /^(.*?) in JSON at position (\d+)(?: \(line (\d+) column (\d+)\))?$/s.exec(
+  const located = /^(.*?) (?:in|after) JSON at position (\d+)(?: \(line (\d+) column (\d+)\))?$/s.exec(
     message,
   );
   if (located) {
     const [, what = "syntax error", positionText = "0", lineText, columnText] = located;
     const position = Number(positionText);
     const line = lineText ?? String(lineAt(text, position));
-    const column = columnText ?? String(position - text.lastIndexOf("\n", position - 1));
+    const column = columnText ?? String(columnAt(text, position));
     return `line ${line}, column ${column}: invalid JSON: ${what}`;
   }
   if (/end of JSON input/.test(message)) {
     return `line ${lineAt(text, text.length)}: invalid JSON: unexpected end of file`;
   }
-  return `invalid JSON: ${message}`;
+  const position = firstBadCharacter(text);
+  return `line ${lineAt(text, position)}, column ${columnAt(text, position)}: invalid JSON: unexpected character`;
+}
+
+/**
+ * Where JSON.parse first fails on `text` when it does not say: the shortest prefix that fails with
+ * something else than "the input ended early" ends with the offending character. Prefixes of a
+ * text fail monotonically (once the bad character is in, every longer prefix fails there too), so
+ * a binary search finds it in about log2(length) parses.
+ */
+function firstBadCharacter(text: string): number {
+  let low = 0; // the prefix of this length does not fail by itself
+  let high = text.length; // the prefix of this length fails at a character it holds
+  while (high - low > 1) {
+    const middle = (low + high) >>> 1;
+    if (failsWithin(text.slice(0, middle))) high = middle;
+    else low = middle;
+  }
+  return high - 1;
+}
+
+/** True when `prefix` fails at one of its own characters, not merely because it stops early. */
+function failsWithin(prefix: string): boolean {
+  try {
+    JSON.parse(prefix);
+    return false;
+  } catch (error) {
+    const message = (error as Error).message;
+    if (/end of JSON input/.test(message)) return false;
+    const at = /at position (\d+)/.exec(message);
+    // A failure at the very end ("Unterminated string in JSON at position <length>") means the
+    // prefix merely stopped early.
+    return at === null || Number(at[1]) < prefix.length;
+  }
+}
+
+function columnAt(text: string, position: number): number {
+  return position - text.lastIndexOf("\n", position - 1);
 }
 
 function lineAt(text: string, position: number): number {

@@ -2,8 +2,8 @@
  * Finds the agents of an agents directory (SPEC §2): every direct, non-hidden subdirectory
  * holding `agent.toml` or `agent.json`, parsed and validated, sorted by directory name.
  */
-import type { Dirent, Stats } from "node:fs";
-import { readdir, readFile, stat } from "node:fs/promises";
+import { constants, type Dirent, type Stats } from "node:fs";
+import { lstat, open, readdir, realpath, stat } from "node:fs/promises";
 import path from "node:path";
 import type { DiscoveredAgent } from "./agent-definition.ts";
 import { ConfigError } from "./config-error.ts";
@@ -104,16 +104,14 @@ async function scanAgentDir(root: string, dirName: string): Promise<DiscoveredAg
     });
   if (fileStat instanceof Error) return invalid(`cannot read: ${osProblem(fileStat)}`);
   if (!fileStat.isFile()) return invalid("is not a regular file");
-  if (fileStat.size > MAX_DEFINITION_BYTES) {
-    return invalid(`is larger than ${MAX_DEFINITION_BYTES} bytes (${fileStat.size})`);
-  }
   let text: string;
   try {
-    text = await readFile(configPath, "utf8");
+    const read = await readDefinitionFile(dir, configPath);
+    if (typeof read !== "string") return invalid(read.refused);
+    text = read;
   } catch (error) {
     return invalid(`cannot read: ${osProblem(error)}`);
   }
-
   const parsed = parseAgentDefinition(configPath, text, dirName);
   if (parsed.ok) {
     if (warnings.length === 0)
@@ -132,6 +130,43 @@ async function scanAgentDir(root: string, dirName: string): Promise<DiscoveredAg
     message: parsed.message,
     warnings: Object.freeze([...warnings, ...parsed.warnings]),
   });
+}
+
+/**
+ * The text of a definition file, or why it is refused. A definition that is a symbolic link is
+ * followed only to a file inside its own agent folder: a link to anything else (the daemon's
+ * token file, /etc/shadow) is refused without being read, since a supervisor often runs as root
+ * and shows definition problems to every API client. The file is read through its resolved path
+ * with O_NOFOLLOW, so swapping the link after the check cannot redirect the read, and its size is
+ * checked on the open descriptor.
+ */
+async function readDefinitionFile(
+  dir: string,
+  configPath: string,
+): Promise<string | { refused: string }> {
+  let target = configPath;
+  if ((await lstat(configPath)).isSymbolicLink()) {
+    const [realDir, realFile] = await Promise.all([realpath(dir), realpath(configPath)]);
+    const inside = path.relative(realDir, realFile);
+    if (inside === "" || inside.startsWith("..") || path.isAbsolute(inside)) {
+      return {
+        refused:
+          "is a symbolic link to a file outside its agent folder; refused (a definition may only link within its folder)",
+      };
+    }
+    target = realFile;
+  }
+  const handle = await open(target, constants.O_RDONLY | constants.O_NOFOLLOW);
+  try {
+    const stats = await handle.stat();
+    if (!stats.isFile()) return { refused: "is not a regular file" };
+    if (stats.size > MAX_DEFINITION_BYTES) {
+      return { refused: `is larger than ${MAX_DEFINITION_BYTES} bytes (${stats.size})` };
+    }
+    return await handle.readFile("utf8");
+  } finally {
+    await handle.close();
+  }
 }
 
 /** Every agent whose name is shared with another becomes invalid, naming the other files. */

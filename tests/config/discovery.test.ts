@@ -228,3 +228,69 @@ describe("discoverAgents", () => {
     );
   });
 });
+
+describe("discoverAgents and symbolic links", () => {
+  const extraCleanups: (() => Promise<void>)[] = [];
+  afterEach(async () => {
+    for (const cleanup of extraCleanups.splice(0)) await cleanup();
+  });
+
+  it("refuses a definition that links outside its agent folder, without reading or quoting it", async () => {
+    const outside = await makeTempDir();
+    extraCleanups.push(outside.cleanup);
+    const tokenFile = path.join(outside.dir, "token");
+    await writeFile(tokenFile, "s3cret-token-abc\n");
+    await mkdir(path.join(root, "leaky"));
+    await symlink(tokenFile, path.join(root, "leaky", "agent.json"));
+    const agent = only((await discoverAgents(root)).agents);
+    expect(agent.kind).toBe("invalid");
+    if (agent.kind !== "invalid") return;
+    expect(agent.message).toBe(
+      `${path.join(root, "leaky", "agent.json")}: is a symbolic link to a file outside its agent folder; refused (a definition may only link within its folder)`,
+    );
+    expect(agent.message).not.toContain("s3cret");
+  });
+
+  it("refuses a link to a sibling agent's definition", async () => {
+    await writeTree(root, "real/agent.toml", '[agent]\nname = "real"\n');
+    await mkdir(path.join(root, "copy"));
+    await symlink(path.join(root, "real", "agent.toml"), path.join(root, "copy", "agent.toml"));
+    const copy = (await discoverAgents(root)).agents.find((a) =>
+      summary(a).configPath.includes("copy"),
+    );
+    expect(copy?.kind).toBe("invalid");
+  });
+
+  it("follows a definition that links to a file inside its own folder", async () => {
+    await writeTree(root, "linked/versions/v2.toml", '[agent]\nname = "linked"\n');
+    await symlink(path.join("versions", "v2.toml"), path.join(root, "linked", "agent.toml"));
+    expect(summary(only((await discoverAgents(root)).agents))).toMatchObject({
+      kind: "valid",
+      name: "linked",
+    });
+  });
+
+  it("still accepts an agent folder that is itself a link, with its definition inside", async () => {
+    const outside = await makeTempDir();
+    extraCleanups.push(outside.cleanup);
+    const elsewhere = outside.dir;
+    await writeTree(elsewhere, "agent.toml", '[agent]\nname = "far"\n');
+    await symlink(elsewhere, path.join(root, "far"));
+    expect(summary(only((await discoverAgents(root)).agents))).toMatchObject({
+      kind: "valid",
+      name: "far",
+    });
+  });
+
+  it("never quotes the file's content in a JSON syntax error", async () => {
+    await writeTree(root, "secretive/agent.json", "s3cret-token-abc\n");
+    await writeTree(root, "nested/agent.json", '{\n  "agent": { "name": s3cret }\n}\n');
+    const messages = (await discoverAgents(root)).agents.map((a) =>
+      a.kind === "invalid" ? a.message : "",
+    );
+    expect(messages).toEqual([
+      `${path.join(root, "nested", "agent.json")}: line 2, column 22: invalid JSON: unexpected character`,
+      `${path.join(root, "secretive", "agent.json")}: line 1, column 1: invalid JSON: unexpected character`,
+    ]);
+  });
+});
