@@ -72,9 +72,8 @@ function parseJsonText(text: string): SyntaxResult {
  * offending character, found by {@link firstBadCharacter}. No problem ever quotes the text.
  */
 function jsonProblem(text: string, message: string): string {
-  const located = /^(.*?) (?:in|after) JSON at position (\d+)(?: \(line (\d+) column (\d+)\))?$/s.exec(
-    message,
-  );
+  const located =
+    /^(.*?) (?:in|after) JSON at position (\d+)(?: \(line (\d+) column (\d+)\))?$/s.exec(message);
   if (located) {
     const [, what = "syntax error", positionText = "0", lineText, columnText] = located;
     const position = Number(positionText);
