@@ -38,6 +38,23 @@ export interface ResourceSettings {
   readonly memoryLimitBytes: number | undefined;
 }
 
+/**
+ * `[kubernetes]`: how the agent runs on a cluster (`render`, `serve --backend kubernetes`;
+ * docs/kubernetes.md). Ignored by the local backend, but validated everywhere like the rest.
+ */
+export interface KubernetesSettings {
+  /** Container image; undefined = `--image`, else `atoll-agent:<package version>`. */
+  readonly image: string | undefined;
+  /** Namespace of the agent's objects; undefined = `--namespace`, else none (kubectl's). */
+  readonly namespace: string | undefined;
+  /** CPU request and limit as a Kubernetes quantity (`"500m"`, `"2"`); undefined = none. */
+  readonly cpu: string | undefined;
+  /** `nvidia.com/gpu` limit; 0 = none. */
+  readonly gpus: number;
+  /** `nodeSelector` of the pod; empty = none. */
+  readonly nodeSelector: Readonly<Record<string, string>>;
+}
+
 export interface AgentDefinition {
   readonly name: string;
   readonly version: string;
@@ -49,6 +66,7 @@ export interface AgentDefinition {
   readonly dir: string;
   readonly deployment: DeploymentSettings;
   readonly resources: ResourceSettings;
+  readonly kubernetes: KubernetesSettings;
   /** Non-fatal problems (unknown keys, ignored agent.json), shown in status. */
   readonly warnings: readonly string[];
 }

@@ -3,7 +3,8 @@
  * unusable in one line naming the file, the key path and the problem.
  *
  * Dialects:
- * - TOML: sections `[agent]`, `[deployment]` (with `[deployment.env]`), `[resources]`.
+ * - TOML: sections `[agent]`, `[deployment]` (with `[deployment.env]`), `[resources]`,
+ *   `[kubernetes]` (with `[kubernetes.node_selector]`; read by `render` and the Kubernetes backend).
  * - JSON, nested: `{"agent": {...}, "deployment": {...}, "resources": {...}}`, same keys as TOML.
  * - JSON, flat (legacy): no `agent` object; `name`, `version`, `description` and `capabilities`
  *   at the top level. `deployment` and `resources` are nested objects in both JSON dialects.
@@ -19,11 +20,19 @@ import {
   type AgentDefinition,
   DEFAULT_COMMAND,
   type DeploymentSettings,
+  type KubernetesSettings,
   type ResourceSettings,
 } from "./agent-definition.ts";
 import { describeValue, escapeControlChars, ownValue, type Table } from "./config-values.ts";
 import { FieldReader, type Problem } from "./definition-fields.ts";
 import { parseDefinitionText, syntaxOf } from "./definition-syntax.ts";
+import {
+  isDns1123Label,
+  isImageReference,
+  labelKeyProblem,
+  labelValueProblem,
+  parseCpuQuantity,
+} from "./kubernetes-syntax.ts";
 import { parseMemorySize } from "./memory-size.ts";
 
 /** Result of `parseAgentDefinition`. */
@@ -69,6 +78,7 @@ const DEPLOYMENT_KEYS = [
   "stop_timeout",
 ] as const;
 const RESOURCE_KEYS = ["memory_limit", "health_check_interval"] as const;
+const KUBERNETES_KEYS = ["image", "namespace", "cpu", "gpus", "node_selector"] as const;
 
 /** Placeholders filled in `[deployment].command` by the supervisor. */
 const PLACEHOLDERS: readonly string[] = ["port", "host", "config", "name", "dir"];
@@ -150,6 +160,9 @@ export function parseAgentDefinition(
   fields.warnUnknownKeys(resourcesTable, "resources.", RESOURCE_KEYS);
   const deployment = readDeployment(fields, deploymentTable, resourcesTable);
   const resources = readResources(fields, resourcesTable);
+  const kubernetesTable = fields.section(root, "kubernetes");
+  fields.warnUnknownKeys(kubernetesTable, "kubernetes.", KUBERNETES_KEYS);
+  const kubernetes = readKubernetes(fields, kubernetesTable);
 
   if (fields.problems.length > 0 || name === undefined) {
     return failure(name ?? fallbackName(dirName), configPath, fields.problems, fields.warnings);
@@ -163,6 +176,7 @@ export function parseAgentDefinition(
     dir: path.dirname(configPath),
     deployment,
     resources,
+    kubernetes,
     warnings: Object.freeze([...fields.warnings]),
   });
   return Object.freeze({ ok: true, definition });
@@ -278,6 +292,62 @@ function readResources(fields: FieldReader, table: Table): ResourceSettings {
     );
   }
   return Object.freeze({ memoryLimitBytes });
+}
+
+const GPU_RANGE = Object.freeze({
+  min: 0,
+  max: 1024,
+  rule: "a whole number of GPUs between 0 and 1024",
+});
+
+function readKubernetes(fields: FieldReader, table: Table): KubernetesSettings {
+  const image = fields.string(table, "image", "kubernetes.image");
+  if (image !== undefined && !isImageReference(image)) {
+    fields.fail(
+      "kubernetes.image",
+      `must be a container image reference such as "registry.example/atoll-agent:0.1.0", got ${describeValue(image)}`,
+    );
+  }
+  const namespace = fields.string(table, "namespace", "kubernetes.namespace");
+  if (namespace !== undefined && !isDns1123Label(namespace)) {
+    fields.fail(
+      "kubernetes.namespace",
+      `must be a Kubernetes namespace name (1 to 63 lower-case letters, digits or "-", starting and ending with a letter or digit), got ${describeValue(namespace)}`,
+    );
+  }
+  let cpu: string | undefined;
+  const cpuValue = ownValue(table, "cpu");
+  if (typeof cpuValue === "string" || typeof cpuValue === "number") {
+    const parsed = parseCpuQuantity(cpuValue);
+    if (parsed.ok) cpu = parsed.text;
+    else fields.fail("kubernetes.cpu", `${parsed.problem}, got ${describeValue(cpuValue)}`);
+  } else if (cpuValue !== undefined) {
+    fields.fail(
+      "kubernetes.cpu",
+      `must be a number of cores or a string such as "500m", got ${describeValue(cpuValue)}`,
+    );
+  }
+  const gpus = fields.integer(table, "gpus", "kubernetes.gpus", GPU_RANGE) ?? 0;
+  const selector = fields.stringTable(table, "node_selector", "kubernetes.node_selector") ?? {};
+  for (const [key, value] of Object.entries(selector)) {
+    const keyProblem = labelKeyProblem(key);
+    const valueProblem = labelValueProblem(value);
+    if (keyProblem !== undefined) {
+      fields.fail(`kubernetes.node_selector.${key}`, `${keyProblem}, got ${describeValue(key)}`);
+    } else if (valueProblem !== undefined) {
+      fields.fail(
+        `kubernetes.node_selector.${key}`,
+        `${valueProblem}, got ${describeValue(value)}`,
+      );
+    }
+  }
+  return Object.freeze({
+    image,
+    namespace,
+    cpu,
+    gpus,
+    nodeSelector: Object.freeze({ ...selector }),
+  });
 }
 
 function fallbackName(dirName: string): string {

@@ -31,6 +31,13 @@ describe("parseAgentDefinition with TOML", () => {
         stopTimeoutMs: 10_000,
       },
       resources: { memoryLimitBytes: undefined },
+      kubernetes: {
+        image: undefined,
+        namespace: undefined,
+        cpu: undefined,
+        gpus: 0,
+        nodeSelector: {},
+      },
       warnings: [],
     });
   });
