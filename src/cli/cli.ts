@@ -4,10 +4,25 @@
  * Everything it touches comes in through `CliIo`, so tests can run it in-process.
  */
 import { readFileSync } from "node:fs";
+import os from "node:os";
+import {
+  type ContextsFile,
+  ContextsFileError,
+  contextsFilePath,
+  loadContextsFile,
+} from "./client-contexts.ts";
 import type { ClientCommand, ClientOptions, CommandLine } from "./command-line.ts";
+import { listAllContexts, watchAllContexts } from "./commands/all-contexts.ts";
+import { contextCommand } from "./commands/context.ts";
+import { renderCommand } from "./commands/render.ts";
 import { shell } from "./commands/shell.ts";
 import { LocalFileError, openConnection } from "./connection.ts";
 import { type CommandContext, EXIT, type Output } from "./context.ts";
+import {
+  needsContextsFile,
+  resolveClientOptions,
+  UnknownContextError,
+} from "./context-resolution.ts";
 import { runCommand } from "./dispatch.ts";
 import { failureLine } from "./format.ts";
 import { COLOR_STYLE, colorEnabled, PLAIN_STYLE } from "./style.ts";
@@ -21,6 +36,12 @@ export interface CliIo {
   readonly signal: AbortSignal;
   /** Wall clock in milliseconds (default Date.now). */
   readonly now?: () => number;
+  /** Working directory for relative paths (`render`'s agents directory, `context add`'s files). */
+  readonly cwd: string;
+}
+
+function homeDir(io: CliIo): string {
+  return io.env.HOME ?? os.homedir();
 }
 
 /** The package version, from package.json next to the sources. */
@@ -43,10 +64,51 @@ function output(options: ClientOptions, io: CliIo): Output {
 
 async function runClient(
   command: ClientCommand,
-  options: ClientOptions,
+  parsed: ClientOptions,
   io: CliIo,
 ): Promise<number> {
-  const out = output(options, io);
+  const out = output(parsed, io);
+  const usageFailure = (message: string): number => {
+    io.stderr.write(`${failureLine(undefined, message, out.errorStyle)}\n`);
+    return EXIT.USAGE;
+  };
+  const allContexts = (command.name === "list" || command.name === "watch") && command.allContexts;
+  let file: ContextsFile | undefined;
+  if (allContexts || needsContextsFile(parsed)) {
+    try {
+      file = await loadContextsFile(contextsFilePath(io.env, homeDir(io)), homeDir(io));
+    } catch (error) {
+      if (error instanceof ContextsFileError) return usageFailure(error.message);
+      throw error;
+    }
+  }
+  if (allContexts && file !== undefined) {
+    if (file.contexts.length === 0) {
+      return usageFailure(
+        `--all-contexts: no contexts in ${file.path}; add one with atoll-deploy context add`,
+      );
+    }
+    const run = {
+      contexts: file.contexts,
+      options: parsed,
+      out,
+      signal: io.signal,
+      now: io.now ?? Date.now,
+    };
+    return command.name === "watch"
+      ? watchAllContexts(run, command.agents, command.maxRetries)
+      : listAllContexts(run);
+  }
+  let options: ClientOptions;
+  try {
+    options = resolveClientOptions(parsed, file);
+  } catch (error) {
+    if (error instanceof UnknownContextError) return usageFailure(error.message);
+    throw error;
+  }
+  if ((options.tlsCert === undefined) !== (options.tlsKey === undefined)) {
+    return usageFailure("--tls-cert and --tls-key go together");
+  }
   let connection: Awaited<ReturnType<typeof openConnection>>;
   try {
     connection = await openConnection(options);
@@ -93,5 +155,23 @@ export async function runCli(
     }
     case "client":
       return runClient(line.command, line.options, io);
+    case "context":
+      return contextCommand(line.command, {
+        file: contextsFilePath(io.env, homeDir(io)),
+        homeDir: homeDir(io),
+        cwd: io.cwd,
+        stdout: io.stdout,
+        stderr: io.stderr,
+        style: colorEnabled(io.stdout, io.env, false) ? COLOR_STYLE : PLAIN_STYLE,
+        errorStyle: colorEnabled(io.stderr, io.env, false) ? COLOR_STYLE : PLAIN_STYLE,
+      });
+    case "render":
+      return renderCommand(line.command, {
+        cwd: io.cwd,
+        stdout: io.stdout,
+        stderr: io.stderr,
+        version: packageVersion(),
+        errorStyle: colorEnabled(io.stderr, io.env, false) ? COLOR_STYLE : PLAIN_STYLE,
+      });
   }
 }

@@ -11,9 +11,12 @@ import {
   type ClientCommand,
   type ClientOptions,
   COMMANDS,
+  CONTEXT_ADD_OPTIONS,
   type CommandLine,
   type CommandName,
+  type ContextAction,
   commandUsage,
+  contextUsage,
   DEFAULT_CONNECT_TIMEOUT_S,
   DEFAULT_LOG_LINES,
   DEFAULT_SERVER,
@@ -22,6 +25,10 @@ import {
   GLOBAL_VALUE_FLAGS,
   mainUsage,
   type OptionSpec,
+  RENDER_OPTIONS,
+  type RenderCommand,
+  renderUsage,
+  type ServerSelection,
 } from "./command-spec.ts";
 
 export {
@@ -31,12 +38,15 @@ export {
   COMMAND_NAMES,
   type CommandLine,
   type CommandName,
+  type ContextAction,
   commandUsage,
   DEFAULT_CONNECT_TIMEOUT_S,
   DEFAULT_LOG_LINES,
   DEFAULT_SERVER,
   DEFAULT_WATCH_RETRIES,
   mainUsage,
+  type RenderCommand,
+  type ServerSelection,
 } from "./command-spec.ts";
 
 function isCommandName(word: string): word is CommandName {
@@ -120,10 +130,40 @@ function clientOptions(
   if ((tlsCert === undefined) !== (tlsKey === undefined)) {
     throw new UsageError("--tls-cert and --tls-key go together");
   }
-  const server = stringValue(values, "server") ?? nonEmpty(env, "ATOLL_DEPLOY_SERVER");
-  if (server !== undefined && server.trim() === "") throw new UsageError("--server is empty");
+  const serverFlag = stringValue(values, "server");
+  const contextFlag = stringValue(values, "context");
+  if (serverFlag !== undefined && serverFlag.trim() === "") {
+    throw new UsageError("--server is empty");
+  }
+  if (serverFlag !== undefined && contextFlag !== undefined) {
+    throw new UsageError("--server and --context name two servers: give one");
+  }
+  if (contextFlag !== undefined && contextFlag.trim() === "") {
+    throw new UsageError("--context is empty");
+  }
+  const envContext = nonEmpty(env, "ATOLL_DEPLOY_CONTEXT");
+  const envServer = nonEmpty(env, "ATOLL_DEPLOY_SERVER");
+  // Precedence (docs/cli.md, "Contexts"): --server > --context > ATOLL_DEPLOY_CONTEXT >
+  // ATOLL_DEPLOY_SERVER > the contexts file's current context > DEFAULT_SERVER.
+  let server = DEFAULT_SERVER;
+  let selection: ServerSelection;
+  if (serverFlag !== undefined) {
+    server = serverFlag;
+    selection = { kind: "address" };
+  } else if (contextFlag !== undefined) {
+    selection = { kind: "context", name: contextFlag, from: "--context" };
+  } else if (envContext !== undefined) {
+    selection = { kind: "context", name: envContext, from: "ATOLL_DEPLOY_CONTEXT" };
+  } else if (envServer !== undefined) {
+    server = envServer;
+    selection = { kind: "address" };
+  } else {
+    selection = { kind: "current" };
+  }
   return {
-    server: server ?? DEFAULT_SERVER,
+    server,
+    selection,
+    contextName: undefined,
     tokenFile: stringValue(values, "token-file"),
     tlsCa,
     tlsCert,
@@ -145,6 +185,17 @@ function noNames(positionals: readonly string[]): void {
   if (positionals.length > 0) throw new UsageError(`unexpected argument "${positionals[0]}"`);
 }
 
+/** `--all-contexts` takes every context's own server and credentials: nothing else may say. */
+function allContexts(values: Values): boolean {
+  if (values["all-contexts"] !== true) return false;
+  for (const flag of ["server", "context", "token-file", "tls-ca", "tls-cert", "tls-key"]) {
+    if (values[flag] !== undefined) {
+      throw new UsageError(`--all-contexts uses each context's own settings: drop --${flag}`);
+    }
+  }
+  return true;
+}
+
 function buildCommand(name: CommandName, values: Values, positionals: string[]): ClientCommand {
   switch (name) {
     case "deploy":
@@ -155,14 +206,17 @@ function buildCommand(name: CommandName, values: Values, positionals: string[]):
       return { name, agent: oneName(positionals) };
     case "list":
       // `list deployment` is the shell's spelling; accept it here too.
-      if (positionals.length === 1 && positionals[0] === "deployment") return { name };
+      if (positionals.length === 1 && positionals[0] === "deployment") {
+        return { name, allContexts: allContexts(values) };
+      }
       noNames(positionals);
-      return { name };
+      return { name, allContexts: allContexts(values) };
     case "watch":
       return {
         name,
         agents: positionals,
         maxRetries: count(values, "max-retries", "--max-retries") ?? DEFAULT_WATCH_RETRIES,
+        allContexts: allContexts(values),
       };
     case "logs":
       return {
@@ -211,10 +265,14 @@ export function parseCommandLine(
     }
   }
   const rest = [...argv.slice(0, at), ...argv.slice(at + 1)];
+  if (word === "context") return parseContextCommand(rest);
+  if (word === "render") return parseRenderCommand(rest, env);
   if (word === "help") {
     const topic = rest.find((arg) => !arg.startsWith("-"));
     if (topic === undefined) return { kind: "help", text: mainUsage() };
     if (topic === "serve") return { kind: "serve", argv: ["--help"] };
+    if (topic === "context") return { kind: "help", text: contextUsage() };
+    if (topic === "render") return { kind: "help", text: renderUsage() };
     if (isCommandName(topic)) return { kind: "help", text: commandUsage(topic) };
     return { kind: "usage-error", message: `unknown command "${topic}"`, usage: mainUsage() };
   }
@@ -234,6 +292,106 @@ export function parseCommandLine(
       usage: commandUsage(word),
     };
   }
+}
+
+function usageError(message: string, usage: string): CommandLine {
+  return { kind: "usage-error", message, usage };
+}
+
+/** `context list | use NAME | add NAME --server ADDR [...] | remove NAME`. */
+function parseContextCommand(argv: readonly string[]): CommandLine {
+  const usage = contextUsage();
+  let values: Values;
+  let positionals: string[];
+  try {
+    ({ values, positionals } = parse(argv, CONTEXT_ADD_OPTIONS));
+  } catch (error) {
+    if (!(error instanceof UsageError)) throw error;
+    return usageError(`context: ${error.message}`, usage);
+  }
+  if (values.help === true) return { kind: "help", text: usage };
+  const [action, name, ...extra] = positionals;
+  const connectionFlags = ["server", "token-file", "tls-ca", "tls-cert", "tls-key"].filter(
+    (flag) => values[flag] !== undefined,
+  );
+  if (action === undefined)
+    return usageError("context: missing action (list, use, add, remove)", usage);
+  if (extra.length > 0)
+    return usageError(`context ${action}: unexpected argument "${extra[0]}"`, usage);
+  if (action !== "add" && connectionFlags.length > 0) {
+    return usageError(`context ${action}: --${connectionFlags[0]} belongs to context add`, usage);
+  }
+  let command: ContextAction;
+  switch (action) {
+    case "list":
+      if (name !== undefined)
+        return usageError(`context list: unexpected argument "${name}"`, usage);
+      command = { action, json: values.json === true };
+      break;
+    case "use":
+    case "remove":
+      if (name === undefined) return usageError(`context ${action}: missing context name`, usage);
+      command = { action, name };
+      break;
+    case "add": {
+      if (name === undefined) return usageError("context add: missing context name", usage);
+      const server = stringValue(values, "server");
+      if (server === undefined || server.trim() === "") {
+        return usageError("context add: --server ADDR is required", usage);
+      }
+      const tlsCert = stringValue(values, "tls-cert");
+      const tlsKey = stringValue(values, "tls-key");
+      if ((tlsCert === undefined) !== (tlsKey === undefined)) {
+        return usageError("context add: --tls-cert and --tls-key go together", usage);
+      }
+      command = {
+        action,
+        name,
+        server,
+        tokenFile: stringValue(values, "token-file"),
+        tlsCa: stringValue(values, "tls-ca"),
+        tlsCert,
+        tlsKey,
+      };
+      break;
+    }
+    default:
+      return usageError(`context: unknown action "${action}" (list, use, add, remove)`, usage);
+  }
+  return { kind: "context", command };
+}
+
+/** `render [name...] [--namespace NS] [--image IMAGE] [--agents-dir DIR]`. */
+function parseRenderCommand(
+  argv: readonly string[],
+  env: Readonly<Record<string, string | undefined>>,
+): CommandLine {
+  const usage = renderUsage();
+  let values: Values;
+  let positionals: string[];
+  try {
+    ({ values, positionals } = parse(argv, RENDER_OPTIONS));
+  } catch (error) {
+    if (!(error instanceof UsageError)) throw error;
+    return usageError(`render: ${error.message}`, usage);
+  }
+  if (values.help === true) return { kind: "help", text: usage };
+  for (const flag of ["namespace", "image", "agents-dir"]) {
+    const value = values[flag];
+    if (typeof value === "string" && value.trim() === "") {
+      return usageError(`render: --${flag} is empty`, usage);
+    }
+  }
+  const command: RenderCommand = {
+    names: positionals,
+    namespace: stringValue(values, "namespace"),
+    image: stringValue(values, "image"),
+    agentsDir:
+      stringValue(values, "agents-dir") ??
+      nonEmpty(env, "ATOLL_DEPLOY_AGENTS_DIRECTORY") ??
+      "./atoll_agents",
+  };
+  return { kind: "render", command };
 }
 
 /**

@@ -135,6 +135,19 @@ export interface FormatOptions {
   readonly style?: Style;
 }
 
+export interface AgentTableOptions extends FormatOptions {
+  /**
+   * `list --all-contexts`: the context of each agent (same order and length as the agents),
+   * shown in a first column `Context`.
+   */
+  readonly contexts?: readonly string[];
+}
+
+export interface WatchLineOptions extends FormatOptions {
+  /** `watch --all-contexts`: the context of the event, printed after the time. */
+  readonly context?: string;
+}
+
 /**
  * The `status` block: `Agent`, `Status`, `Port`, `PID`, `Started`, `Health`, `Restarts`,
  * `Config`; `Reason` (`state_reason: state_message`) when the agent is not RUNNING;
@@ -179,16 +192,23 @@ export function formatStatus(agent: Agent, nowMs: number, options: FormatOptions
 export const LIST_COLUMNS = ["Agent Name", "Status", "Port", "PID", "Health", "Restarts"] as const;
 
 /**
- * The `list` table: a header row with LIST_COLUMNS, then one row per agent in the given order;
+ * The `list` table: a header row with LIST_COLUMNS (after `Context` when `options.contexts`
+ * is given), then one row per agent in the given order;
  * columns left-aligned and separated by at least two spaces; `-` for a zero port or pid.
  * Ends with a newline.
  */
-export function formatAgentTable(agents: readonly Agent[], options: FormatOptions = {}): string {
+export function formatAgentTable(
+  agents: readonly Agent[],
+  options: AgentTableOptions = {},
+): string {
   const style = options.style ?? PLAIN_STYLE;
+  const contexts = options.contexts;
   type Cell = { readonly text: string; readonly paint: (text: string) => string };
   const plain = (text: string): Cell => ({ text, paint: (t) => t });
-  const header: Cell[] = LIST_COLUMNS.map((title) => ({ text: title, paint: style.bold }));
-  const rows: Cell[][] = agents.map((agent) => [
+  const columns = contexts === undefined ? [...LIST_COLUMNS] : ["Context", ...LIST_COLUMNS];
+  const header: Cell[] = columns.map((title) => ({ text: title, paint: style.bold }));
+  const rows: Cell[][] = agents.map((agent, index) => [
+    ...(contexts === undefined ? [] : [plain(contexts[index] ?? "")]),
     plain(agent.name),
     { text: stateName(agent.state), paint: (t) => paintState(agent.state, style, t) },
     plain(numberOrDash(agent.port)),
@@ -197,7 +217,7 @@ export function formatAgentTable(agents: readonly Agent[], options: FormatOption
     plain(String(agent.restartCount)),
   ]);
   const all = [header, ...rows];
-  const widths = LIST_COLUMNS.map((_, i) => Math.max(...all.map((r) => r[i]?.text.length ?? 0)));
+  const widths = columns.map((_, i) => Math.max(...all.map((r) => r[i]?.text.length ?? 0)));
   const render = (cells: Cell[]): string =>
     cells
       .map((cell, i) => {
@@ -212,19 +232,21 @@ export function formatAgentTable(agents: readonly Agent[], options: FormatOption
 
 /**
  * One `watch` line for an event that carries an agent (SNAPSHOT, CHANGE, REMOVED):
- * `<time> <name> <STATE>/<HEALTH>[ <reason>]`, the time being the event's (ISO 8601 UTC);
+ * `<time> <name> <STATE>/<HEALTH>[ <reason>]`, the time being the event's (ISO 8601 UTC), with
+ * `<time> <context> <name> ...` when `options.context` is given;
  * REMOVED events print `<time> <name> REMOVED`. Undefined for events that print nothing
  * (SNAPSHOT_COMPLETE, HEARTBEAT). No trailing newline.
  */
 export function formatWatchEvent(
   event: WatchHealthResponse,
   nowMs: number,
-  options: FormatOptions = {},
+  options: WatchLineOptions = {},
 ): string | undefined {
   const style = options.style ?? PLAIN_STYLE;
   const agent = event.agent;
   if (agent === undefined) return undefined;
-  const time = style.dim(formatTimestamp(event.time ?? timestampFromMs(nowMs)));
+  const stamp = style.dim(formatTimestamp(event.time ?? timestampFromMs(nowMs)));
+  const time = options.context === undefined ? stamp : `${stamp} ${options.context}`;
   switch (event.type) {
     case WatchEventType.SNAPSHOT:
     case WatchEventType.CHANGE: {

@@ -91,6 +91,7 @@ async function main(): Promise<number> {
     stdout: process.stdout,
     stderr: process.stderr,
     signal: clientInterrupt(),
+    cwd: process.cwd(),
   });
 }
 

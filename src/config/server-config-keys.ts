@@ -55,8 +55,9 @@ export const LOG_LEVELS = Object.freeze(["debug", "info", "warn", "error"] as co
 
 /** Environment variables with the `ATOLL_DEPLOY_` prefix that are not server config keys. */
 export const NON_CONFIG_ENV_VARS: readonly string[] = Object.freeze([
-  // The client CLI's server address (SPEC §7).
+  // The client CLI's server address (SPEC §7) and context (SPEC §11).
   "ATOLL_DEPLOY_SERVER",
+  "ATOLL_DEPLOY_CONTEXT",
 ]);
 
 function row(

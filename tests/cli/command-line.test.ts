@@ -57,12 +57,13 @@ describe("parseCommandLine", () => {
       name: "watch",
       agents: ["a", "b"],
       maxRetries: 2,
+      allContexts: false,
     });
     expect(client(["deploy", "a", "--timeout", "1.5"]).command).toMatchObject({ timeoutMs: 1500 });
   });
 
   it("accepts the shell's spelling `list deployment`", () => {
-    expect(client(["list", "deployment"]).command).toEqual({ name: "list" });
+    expect(client(["list", "deployment"]).command).toEqual({ name: "list", allContexts: false });
   });
 
   it.each([
@@ -123,7 +124,9 @@ describe("parseShellCommand", () => {
     expect(parseShellCommand(["deploy", "a"])).toEqual({
       command: { name: "deploy", agent: "a", timeoutMs: undefined },
     });
-    expect(parseShellCommand(["list", "deployment"])).toEqual({ command: { name: "list" } });
+    expect(parseShellCommand(["list", "deployment"])).toEqual({
+      command: { name: "list", allContexts: false },
+    });
     expect(parseShellCommand(["logs", "a", "-n", "5"])).toMatchObject({ command: { lines: 5 } });
   });
 

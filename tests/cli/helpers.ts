@@ -3,6 +3,8 @@
  * error mapping, canned agents, and the real `atoll-deploy` executable run as a child process.
  */
 import { type ChildProcess, spawn } from "node:child_process";
+import os from "node:os";
+import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
@@ -262,10 +264,22 @@ export class Children {
   }
 }
 
-/** The environment of a CLI child: no colour, no inherited server address or token. */
+/** A config directory that never exists: no contexts file of the machine's user leaks in. */
+const NO_CONFIG_HOME = path.join(os.tmpdir(), `atoll-no-config-${process.pid}`);
+
+/**
+ * The environment of a CLI child: no colour, no inherited server address or context, and an
+ * empty contexts file (unless `extra` sets XDG_CONFIG_HOME).
+ */
 export function cliEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = { ...process.env, NO_COLOR: "1", ...extra };
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    NO_COLOR: "1",
+    XDG_CONFIG_HOME: NO_CONFIG_HOME,
+    ...extra,
+  };
   delete env.ATOLL_DEPLOY_SERVER;
+  if (extra.ATOLL_DEPLOY_CONTEXT === undefined) delete env.ATOLL_DEPLOY_CONTEXT;
   return env;
 }
 

@@ -64,13 +64,20 @@ function seenKey(agent: Agent): Seen {
 
 class WatchPrinter {
   readonly #ctx: CommandContext;
+  readonly #context: string | undefined;
   readonly #seen = new Map<string, Seen>();
   #snapshotNames: Set<string> | undefined;
   /** Highest revision seen; the resume point. */
   revision = 0n;
 
-  constructor(ctx: CommandContext) {
+  constructor(ctx: CommandContext, context: string | undefined) {
     this.#ctx = ctx;
+    this.#context = context;
+  }
+
+  #lineOptions() {
+    const style = this.#ctx.out.style;
+    return this.#context === undefined ? { style } : { style, context: this.#context };
   }
 
   /** Resume with a fresh snapshot next time: the revision may belong to an earlier server. */
@@ -92,7 +99,10 @@ class WatchPrinter {
     if (event.revision > this.revision) this.revision = event.revision;
     if (event.type === WatchEventType.HEARTBEAT) return "ok";
     if (out.json) {
-      out.stdout.write(jsonLine(messageJson(WatchHealthResponseSchema, event)));
+      const json = messageJson(WatchHealthResponseSchema, event) as Record<string, unknown>;
+      out.stdout.write(
+        jsonLine(this.#context === undefined ? json : { context: this.#context, ...json }),
+      );
       return "ok";
     }
     const agent = event.agent;
@@ -113,7 +123,7 @@ class WatchPrinter {
           if (present.has(name)) continue;
           this.#seen.delete(name);
           out.stdout.write(
-            `${formatWatchEvent(removedEvent(name, event), this.#ctx.now(), { style: out.style })}\n`,
+            `${formatWatchEvent(removedEvent(name, event), this.#ctx.now(), this.#lineOptions())}\n`,
           );
         }
         this.#snapshotNames = undefined;
@@ -128,7 +138,7 @@ class WatchPrinter {
       default:
         return "ok";
     }
-    const line = formatWatchEvent(event, this.#ctx.now(), { style: out.style });
+    const line = formatWatchEvent(event, this.#ctx.now(), this.#lineOptions());
     if (line !== undefined) out.stdout.write(`${line}\n`);
     return "ok";
   }
@@ -224,8 +234,10 @@ export async function watch(
   ctx: CommandContext,
   names: readonly string[],
   maxRetries: number,
+  /** `watch --all-contexts`: the context name printed on every line (and in JSON). */
+  label?: string,
 ): Promise<number> {
-  const printer = new WatchPrinter(ctx);
+  const printer = new WatchPrinter(ctx, label);
   const agent = names.length === 1 ? names[0] : undefined;
   let client = ctx.client;
   let failures = 0;
