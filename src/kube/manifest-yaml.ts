@@ -27,7 +27,8 @@ function readsBackAsItself(text: string): boolean {
 
 /** One object as one YAML document (ends with a newline). */
 export function toYamlDocument(object: KubeObject): string {
-  const doc = new Document(object, { version: "1.1" });
+  // No anchors and aliases: shared sub-objects (the probes) are written out in full.
+  const doc = new Document(object, { version: "1.1", aliasDuplicateObjects: false });
   visit(doc, {
     Scalar(_key, node) {
       if (typeof node.value !== "string" || node.value.includes("\n")) return;

@@ -103,7 +103,7 @@ export type RenderResult =
   /** Each problem is one line `<file>: <key>: <problem>`. */
   | { readonly ok: false; readonly problems: readonly string[] };
 
-/** The memory quantity of `bytes`: the largest exact unit (`512Mi`, `4G`), else plain bytes. */
+/** The memory quantity of `bytes` in the exact unit giving the smallest number (`512Mi`, `512M`). */
 export function memoryQuantity(bytes: number): string {
   const units: [string, number][] = [
     ["Ti", 2 ** 40],
@@ -115,10 +115,15 @@ export function memoryQuantity(bytes: number): string {
     ["M", 1e6],
     ["k", 1e3],
   ];
+  let best = String(bytes);
+  let bestValue = bytes;
   for (const [unit, size] of units) {
-    if (bytes % size === 0) return `${bytes / size}${unit}`;
+    if (bytes % size === 0 && bytes / size < bestValue) {
+      bestValue = bytes / size;
+      best = `${bestValue}${unit}`;
+    }
   }
-  return String(bytes);
+  return best;
 }
 
 /**
