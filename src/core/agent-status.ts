@@ -30,6 +30,10 @@ export interface AgentStatus {
   readonly warnings: readonly string[];
   readonly definitionRemoved: boolean;
   readonly logPath: string;
+  /** Where the agent runs: this host's name (local), or its pod's node name (Kubernetes). */
+  readonly host: string;
+  /** The pod name (Kubernetes); "" locally. */
+  readonly instance: string;
 }
 
 /** One observable change of an agent, as published to watchers. */

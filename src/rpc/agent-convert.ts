@@ -64,5 +64,7 @@ export function agentToProto(s: AgentStatus): Agent {
     warnings: [...s.warnings],
     definitionRemoved: s.definitionRemoved,
     logPath: s.logPath,
+    host: s.host,
+    instance: s.instance,
   });
 }

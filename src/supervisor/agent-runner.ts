@@ -1,3 +1,4 @@
+import os from "node:os";
 import path from "node:path";
 import { setTimeout as delay } from "node:timers/promises";
 import type { AgentDefinition } from "../config/agent-definition.ts";
@@ -19,6 +20,9 @@ import {
 import { buildAgentArgv, buildAgentEnv } from "./agent-command.ts";
 import { type ProcessHandle, type RunnerDeps, SpawnFailure } from "./runner-deps.ts";
 import { isStartOutcome, outcomeError } from "./start-outcome.ts";
+
+/** `Agent.host` of every local agent: this machine (read once; it does not change under us). */
+const HOST_NAME = os.hostname();
 
 type InvalidDefinition = {
   readonly kind: "invalid";
@@ -177,6 +181,8 @@ export class AgentRunner {
       warnings: def?.warnings ?? this.#invalid?.warnings ?? [],
       definitionRemoved: this.#definitionRemoved,
       logPath: this.#logPath,
+      host: HOST_NAME,
+      instance: "",
     };
   }
 

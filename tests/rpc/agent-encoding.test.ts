@@ -37,6 +37,8 @@ function status(name: string, overrides: Partial<AgentStatus> = {}): AgentStatus
     warnings: [],
     definitionRemoved: false,
     logPath: `/var/lib/atoll/logs/${name}.log`,
+    host: "atoll-host",
+    instance: "",
     ...overrides,
   };
 }

@@ -1,3 +1,4 @@
+import os from "node:os";
 import { afterEach, describe, expect, it } from "vitest";
 import { isDeployError } from "../../src/core/errors.ts";
 import { isGroupAlive } from "../../src/platform/terminate-group.ts";
@@ -25,6 +26,8 @@ describe("agent runner on real processes", () => {
     const status = await harness.registry.deploy("alpha");
     expect(status).toMatchObject({ state: "RUNNING", health: "HEALTHY", port: harness.basePort });
     expect(status.pid).toBeGreaterThan(0);
+    // Agent.host is this machine for local agents; instance is a Kubernetes pod name only.
+    expect(status).toMatchObject({ host: os.hostname(), instance: "" });
     const stopped = await harness.registry.undeploy("alpha");
     expect(stopped).toMatchObject({ state: "STOPPED", port: 0, pid: 0, stateReason: "STOPPED" });
     expect(isGroupAlive(status.pid)).toBe(false);
