@@ -20,7 +20,10 @@ export type ServerConfigKey =
   | "tls_cert"
   | "tls_key"
   | "tls_client_ca"
-  | "log_level";
+  | "log_level"
+  | "backend"
+  | "kubeconfig"
+  | "namespace";
 
 /**
  * How a value is written: `integer` and `number` in decimal (`number` may have a fraction),
@@ -52,6 +55,9 @@ export interface ServerConfigKeyInfo {
 
 /** Log levels, most verbose first. */
 export const LOG_LEVELS = Object.freeze(["debug", "info", "warn", "error"] as const);
+
+/** Where agents run (SPEC §3, §11). */
+export const BACKENDS = Object.freeze(["local", "kubernetes"] as const);
 
 /** Environment variables with the `ATOLL_DEPLOY_` prefix that are not server config keys. */
 export const NON_CONFIG_ENV_VARS: readonly string[] = Object.freeze([
@@ -135,6 +141,28 @@ export const SERVER_CONFIG_KEYS: readonly ServerConfigKeyInfo[] = Object.freeze(
   row("tls_key", "--tls-key", "path", "none", "TLS private key (PEM)"),
   row("tls_client_ca", "--tls-client-ca", "path", "none", "CA for client certificates: mutual TLS"),
   row("log_level", "--log-level", "string", "info", "daemon log level", { choices: LOG_LEVELS }),
+  row(
+    "backend",
+    "--backend",
+    "string",
+    "local",
+    "local: supervise processes on this host; kubernetes: run agents on a cluster",
+    { choices: BACKENDS },
+  ),
+  row(
+    "kubeconfig",
+    "--kubeconfig",
+    "path",
+    "none",
+    "kubernetes backend: kubeconfig file (default $KUBECONFIG, ~/.kube/config, or in-cluster)",
+  ),
+  row(
+    "namespace",
+    "--namespace",
+    "string",
+    "none",
+    "kubernetes backend: namespace of the agents (default the kubeconfig context's, else default)",
+  ),
 ]);
 
 /** The row of `key`. */

@@ -31,4 +31,10 @@ export interface ServerConfig {
   readonly tlsKey: string | undefined;
   readonly tlsClientCa: string | undefined;
   readonly logLevel: "debug" | "info" | "warn" | "error";
+  /** Where agents run: `local` (default) or `kubernetes` (SPEC §11). */
+  readonly backend: "local" | "kubernetes";
+  /** Kubernetes backend: the kubeconfig file; undefined = $KUBECONFIG, ~/.kube/config, in-cluster. */
+  readonly kubeconfig: string | undefined;
+  /** Kubernetes backend: the namespace (a DNS-1123 label); undefined = the context's, else "default". */
+  readonly namespace: string | undefined;
 }

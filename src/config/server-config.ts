@@ -17,6 +17,7 @@ import {
   secondsToMs,
 } from "./config-values.ts";
 import { parseJsonObject } from "./definition-syntax.ts";
+import { isDns1123Label } from "./kubernetes-syntax.ts";
 import {
   isServerConfigKey,
   NON_CONFIG_ENV_VARS,
@@ -165,6 +166,15 @@ function buildConfig(
   requireWith(effective, "tls_cert", tlsCert, "tls_key", tlsKey);
   requireWith(effective, "tls_client_ca", tlsClientCa, "tls_cert", tlsCert);
 
+  const namespace = get<string>("namespace");
+  const namespaceOrigin = effective.get("namespace")?.origin;
+  if (namespace !== undefined && namespaceOrigin !== undefined && !isDns1123Label(namespace)) {
+    failAt(
+      namespaceOrigin,
+      `must be a Kubernetes namespace name (1 to 63 lower-case letters, digits or "-", starting and ending with a letter or digit), got ${describeValue(namespace)}`,
+    );
+  }
+
   const healthCheckIntervalS = get<number>("health_check_interval") ?? 30;
   return Object.freeze({
     enabled: get<boolean>("enabled") ?? true,
@@ -183,6 +193,9 @@ function buildConfig(
     tlsKey,
     tlsClientCa,
     logLevel: get<ServerConfig["logLevel"]>("log_level") ?? "info",
+    backend: get<ServerConfig["backend"]>("backend") ?? "local",
+    kubeconfig: get<string>("kubeconfig"),
+    namespace,
   });
 }
 
@@ -293,6 +306,9 @@ export function describeConfig(
     tls_key: config.tlsKey,
     tls_client_ca: config.tlsClientCa,
     log_level: config.logLevel,
+    backend: config.backend,
+    kubeconfig: config.kubeconfig,
+    namespace: config.namespace,
   };
   return SERVER_CONFIG_KEYS.map(({ key }) => {
     const value = values[key];

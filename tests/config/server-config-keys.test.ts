@@ -25,6 +25,9 @@ describe("SERVER_CONFIG_KEYS", () => {
       ["tls_key", "--tls-key"],
       ["tls_client_ca", "--tls-client-ca"],
       ["log_level", "--log-level"],
+      ["backend", "--backend"],
+      ["kubeconfig", "--kubeconfig"],
+      ["namespace", "--namespace"],
     ]);
   });
 

@@ -1,7 +1,7 @@
 import { writeFile } from "node:fs/promises";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
-import { describeConfig } from "../../src/config/server-config.ts";
+import { describeConfig, loadServerConfig } from "../../src/config/server-config.ts";
 import { useConfigDirs } from "./server-config-helpers.ts";
 
 const dirs = useConfigDirs();
@@ -27,6 +27,9 @@ describe("loadServerConfig defaults", () => {
       tlsKey: undefined,
       tlsClientCa: undefined,
       logLevel: "info",
+      backend: "local",
+      kubeconfig: undefined,
+      namespace: undefined,
     });
     expect(loaded.warnings).toEqual([]);
     expect(loaded.configFile).toBeUndefined();
@@ -71,6 +74,9 @@ describe("loadServerConfig sources", () => {
         tls_key: "key.pem",
         tls_client_ca: "ca.pem",
         log_level: "DEBUG",
+        backend: "local",
+        kubeconfig: null,
+        namespace: null,
       },
     });
     const loaded = load();
@@ -93,6 +99,9 @@ describe("loadServerConfig sources", () => {
       tlsKey: path.join(dirs.cwd, "key.pem"),
       tlsClientCa: path.join(dirs.cwd, "ca.pem"),
       logLevel: "debug",
+      backend: "local",
+      kubeconfig: undefined,
+      namespace: undefined,
     });
     expect(new Set(Object.values(loaded.sources))).toEqual(new Set(["file"]));
   });
@@ -204,12 +213,32 @@ describe("describeConfig", () => {
     });
     const text = describeConfig(loaded.config, loaded.sources);
     const lines = text.split("\n");
-    expect(lines).toHaveLength(16);
+    expect(lines).toHaveLength(19);
     expect(lines).toContain("base_port = 8100 (default)");
     expect(lines).toContain("health_check_interval = 0.5 s (env)");
     expect(lines).toContain("auth_token_file = /etc/atoll/token (flag)");
     expect(lines).toContain("tls_key = /k.pem (flag)");
     expect(lines).toContain("tls_client_ca = none (default)");
     expect(describeConfig(loaded.config).split("\n")[0]).toBe("enabled = true");
+  });
+});
+
+describe("the Kubernetes backend keys", () => {
+  it("reads backend, kubeconfig and namespace from flags, refusing a bad namespace and backend", () => {
+    const load = (flags: Record<string, string>) =>
+      loadServerConfig({ flags, env: {}, cwd: "/w", homeDir: "/h", configFile: undefined });
+    expect(
+      load({ backend: "Kubernetes", kubeconfig: "kc.yaml", namespace: "agents" }).config,
+    ).toMatchObject({
+      backend: "kubernetes",
+      kubeconfig: "/w/kc.yaml",
+      namespace: "agents",
+    });
+    expect(() => load({ backend: "nomad" })).toThrow(
+      '--backend: must be one of local, kubernetes, got "nomad"',
+    );
+    expect(() => load({ namespace: "Agents" })).toThrow(
+      "--namespace: must be a Kubernetes namespace name",
+    );
   });
 });
