@@ -152,7 +152,8 @@ export interface WatchLineOptions extends FormatOptions {
  * The `status` block: `Agent`, `Status`, `Port`, `PID`, `Started`, `Health`, `Restarts`,
  * `Config`; `Reason` (`state_reason: state_message`) when the agent is not RUNNING;
  * `Next retry` in BACKOFF; then optional details (`Version`, `Memory`, `Last exit`,
- * `Log`, `Warning`, `Note`) when the server knows them. Ends with a newline.
+ * `Log`, `Instance` and `Host` (a pod and its node), `Warning`, `Note`) when the server knows
+ * them. Ends with a newline.
  */
 export function formatStatus(agent: Agent, nowMs: number, options: FormatOptions = {}): string {
   const style = options.style ?? PLAIN_STYLE;
@@ -181,6 +182,11 @@ export function formatStatus(agent: Agent, nowMs: number, options: FormatOptions
   if (agent.memoryBytes > 0n) lines.push(row("Memory", formatBytes(agent.memoryBytes)));
   if (agent.lastExit !== undefined) lines.push(row("Last exit", formatExit(agent.lastExit)));
   if (agent.logPath !== "") lines.push(row("Log", agent.logPath));
+  // Kubernetes backend: the pod and the node it runs on.
+  if (agent.instance !== "") {
+    lines.push(row("Instance", agent.instance));
+    if (agent.host !== "") lines.push(row("Host", agent.host));
+  }
   for (const warning of agent.warnings) lines.push(row("Warning", style.yellow(warning)));
   if (agent.definitionRemoved) {
     lines.push(row("Note", "definition removed from the agents directory; undeploy to forget it"));

@@ -110,6 +110,16 @@ export async function runServe(io: ServeIo): Promise<number> {
     );
     return 2;
   }
+  // ── Backend selection ────────────────────────────────────────────────────────────────
+  // The one place that chooses which AgentBackend runs the agents (DESIGN.md, "Backends, not
+  // branches"): the Kubernetes backend has its own composition; everything below is the local
+  // supervisor's. Loaded on demand so the local daemon never loads the Kubernetes client.
+  if (config.backend === "kubernetes") {
+    const { serveOnKubernetes } = await import("./serve-kubernetes.ts");
+    return serveOnKubernetes({ config, io, logger, discovered });
+  }
+  // ─────────────────────────────────────────────────────────────────────────────────────
+
   const logDir = path.join(config.stateDir, "logs");
   await mkdir(logDir, { recursive: true });
 

@@ -33,8 +33,8 @@ export async function backendHarness(
   agents: Record<string, string>,
   cluster: {
     readonly kubeconfigText?: string;
-    readonly context?: string;
-    readonly namespace?: string;
+    readonly context?: string | undefined;
+    readonly namespace?: string | undefined;
   },
   options: { readonly maxRestarts?: number; readonly podStartTimeoutMs?: number } = {},
 ): Promise<BackendHarness> {
