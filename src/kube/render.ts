@@ -192,8 +192,15 @@ export function renderAgent(input: RenderInput, options: RenderOptions): RenderR
     name: definition.name,
     dir: DEFINITION_MOUNT_DIR,
   };
+  // `atoll-agent` binds 127.0.0.1 unless told otherwise (SPEC §8), which nothing outside the
+  // pod can reach (not even kubelet's probes): the runtime is told the pod's address.
+  const argv =
+    program === "atoll-agent" &&
+    !d.command.some((arg) => arg === "--host" || arg.startsWith("--host="))
+      ? [...d.command, "--host", "{host}"]
+      : d.command;
   // Unknown placeholders stay as they are, as the local supervisor passes them.
-  const command = d.command.map((arg) =>
+  const command = argv.map((arg) =>
     escapeDollars(
       arg.replace(/\{(port|host|config|name|dir)\}/g, (_, key: string) => placeholders[key] ?? ""),
     ),

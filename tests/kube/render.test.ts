@@ -182,6 +182,23 @@ describe("render: ordinary definitions", () => {
     expect(agent.service.metadata.labels["app.kubernetes.io/name"]).toBe("Vision_Agent.v2");
   });
 
+  it("tells the atoll-agent runtime to bind the pod's address unless the command says --host", () => {
+    const c = containerOf(rendered('[agent]\nname = "plain"\n', "plain"));
+    expect(c.command).toEqual([
+      "atoll-agent",
+      "--server",
+      "--port",
+      "8100",
+      "--agent",
+      "/etc/atoll/agent/agent.toml",
+      "--host",
+      "0.0.0.0",
+    ]);
+    expect(
+      containerOf(rendered(ORDINARY, "greeter")).command.filter((a: string) => a === "--host"),
+    ).toHaveLength(1);
+  });
+
   it("emits no probes when health_path is empty, and the flags' namespace and image", () => {
     const agent = rendered(NO_PROBE, "batch", { namespace: "batch", image: "example/batch:2" });
     const c = containerOf(agent);
@@ -267,6 +284,8 @@ PORT = "1"
         "multi\nline",
         " lead",
         "é\u0007",
+        "--host",
+        "0.0.0.0",
       ]);
       const env = Object.fromEntries(
         c.env.map((e: { name: string; value: string }) => [e.name, unescaped(e.value)]),
