@@ -73,6 +73,12 @@ interface Waiter {
 
 const DEFAULT_POD_START_TIMEOUT_MS = 300_000;
 
+function supersededError(name: string): DeployError {
+  return new DeployError("OPERATION_SUPERSEDED", `agent ${name}: an Undeploy took over`, {
+    agent: name,
+  });
+}
+
 export class KubernetesBackend implements AgentBackend {
   readonly events: EventHub;
   readonly #client: ClusterClient;
@@ -89,6 +95,8 @@ export class KubernetesBackend implements AgentBackend {
   /** Agents whose budget or clean exit is being acted on (once per occurrence). */
   readonly #stopping = new Set<string>();
   readonly #stableTimers = new Map<string, NodeJS.Timeout>();
+  /** The Deploy or Restart under way per agent; an Undeploy aborts it. */
+  readonly #starts = new Map<string, AbortController>();
   readonly #lifetime = new AbortController();
   readonly #deployments: Informer<ClusterDeployment & { metadata: { name?: string } }>;
   readonly #pods: Informer<ClusterPod & { metadata: { name?: string } }>;
@@ -109,7 +117,17 @@ export class KubernetesBackend implements AgentBackend {
     this.#pods = new Informer(options.client.pods, {
       ...common,
       what: "pods",
-      onChange: (name, object) => this.#changedObject(object, name),
+      onChange: (name, object) => {
+        // Restarts from before this server first saw the pod are not counted against the
+        // budget: they may be weeks old, and this server has no record of when they happened.
+        if (object !== undefined && !this.#baselines.has(name)) {
+          const container = object.status?.containerStatuses?.find(
+            (c) => c.name === CONTAINER_NAME,
+          );
+          this.#baselines.set(name, container?.restartCount ?? 0);
+        }
+        this.#changedObject(object, name);
+      },
       onRelist,
     });
   }
@@ -232,6 +250,9 @@ export class KubernetesBackend implements AgentBackend {
   }
 
   async undeploy(name: string): Promise<AgentStatus> {
+    this.#known(name);
+    // A Deploy or Restart still under way gives way, as locally (OPERATION_SUPERSEDED).
+    this.#starts.get(name)?.abort();
     return this.#serialized(name, async () => {
       this.#known(name);
       const target = objectName(name);
@@ -511,20 +532,33 @@ export class KubernetesBackend implements AgentBackend {
     name: string,
     check: () => AgentStatus | Error | undefined,
     timeout?: { readonly ms: number; readonly onTimeout: () => Error },
+    superseded?: AbortSignal,
   ): Promise<AgentStatus> {
     return new Promise((resolve, reject) => {
       let timer: NodeJS.Timeout | undefined;
+      const onSuperseded = (): void => {
+        this.#waiters.get(name)?.delete(waiter);
+        clearTimeout(timer);
+        reject(supersededError(name));
+      };
+      superseded?.addEventListener("abort", onSuperseded, { once: true });
       const waiter: Waiter = {
         check,
         resolve: (status) => {
           clearTimeout(timer);
+          superseded?.removeEventListener("abort", onSuperseded);
           resolve(status);
         },
         reject: (error) => {
           clearTimeout(timer);
+          superseded?.removeEventListener("abort", onSuperseded);
           reject(error);
         },
       };
+      if (superseded?.aborted) {
+        onSuperseded();
+        return;
+      }
       let set = this.#waiters.get(name);
       if (set === undefined) {
         set = new Set();
@@ -577,6 +611,23 @@ export class KubernetesBackend implements AgentBackend {
 
   /** Applies the agent's objects (a restart also sets restartedAt) and waits until it is Ready. */
   async #start(name: string, how: "deploy" | "restart"): Promise<AgentStatus> {
+    const superseded = new AbortController();
+    this.#starts.set(name, superseded);
+    try {
+      return await this.#startOnce(name, how, superseded.signal);
+    } finally {
+      if (this.#starts.get(name) === superseded) this.#starts.delete(name);
+    }
+  }
+
+  async #startOnce(
+    name: string,
+    how: "deploy" | "restart",
+    superseded: AbortSignal,
+  ): Promise<AgentStatus> {
+    const giveWay = (): void => {
+      if (superseded.aborted) throw supersededError(name);
+    };
     const entry = this.#entries.get(name);
     if (entry === undefined) {
       throw new DeployError("AGENT_CONFIG_INVALID", `agent ${name} has no definition any more`, {
@@ -628,7 +679,11 @@ export class KubernetesBackend implements AgentBackend {
         pod.status?.containerStatuses?.find((c) => c.name === CONTAINER_NAME)?.restartCount ?? 0;
       if (pod.metadata.name !== undefined) this.#baselines.set(pod.metadata.name, count);
     }
-    for (const object of objectsOf(objects)) await this.#client.apply(object);
+    for (const object of objectsOf(objects)) {
+      giveWay();
+      await this.#client.apply(object);
+    }
+    giveWay();
     const live = this.#deployment(name)?.metadata.annotations ?? {};
     const patch: Record<string, unknown> = {};
     if (live[STOP_REASON_ANNOTATION] !== undefined || live[STOP_MESSAGE_ANNOTATION] !== undefined) {
@@ -698,6 +753,11 @@ export class KubernetesBackend implements AgentBackend {
         { agent: name },
       );
     };
-    return this.#wait(name, check, { ms: podStartTimeoutMs + startTimeoutMs, onTimeout });
+    return this.#wait(
+      name,
+      check,
+      { ms: podStartTimeoutMs + startTimeoutMs, onTimeout },
+      superseded,
+    );
   }
 }

@@ -216,6 +216,31 @@ describe("Kubernetes backend on the API simulator", () => {
     expect(sim.requests.filter((r) => r.method === "PATCH")).toEqual([]);
   });
 
+  it("lets an Undeploy take over from a Deploy still waiting for its pod", async () => {
+    const h = await start({ slow: agentToml("slow") });
+    sim.behaviour = "manual";
+    const deploy = h.backend.deploy("slow");
+    await h.waitFor("slow", (s) => s.state === "STARTING" && s.instance !== "");
+    const undeploy = h.backend.undeploy("slow");
+    expect(isDeployError(await failure(deploy), "OPERATION_SUPERSEDED")).toBe(true);
+    expect(await undeploy).toMatchObject({ state: "STOPPED" });
+  });
+
+  it("does not count restarts from before the server first saw the pod", async () => {
+    const first = await start({ old: agentToml("old") }, { maxRestarts: 2 });
+    const { instance } = await first.backend.deploy("old");
+    sim.setContainer(instance, { restartCount: 7 });
+    await first.close();
+    harness = undefined;
+    const second = await start({ old: agentToml("old") }, { maxRestarts: 2 });
+    expect(second.backend.status("old")).toMatchObject({ state: "RUNNING", restartCount: 0 });
+    sim.crash(instance, 1);
+    expect(await second.waitFor("old", (s) => s.restartCount === 1)).toMatchObject({
+      state: "BACKOFF",
+    });
+    expect(deploymentOf("atoll-old")?.spec.replicas).toBe(1);
+  });
+
   it("relists after 410 Gone and gives watchers a fresh snapshot", async () => {
     const h = await start({ a: agentToml("a"), b: agentToml("b") });
     await h.backend.deploy("a");
