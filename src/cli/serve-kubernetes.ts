@@ -25,6 +25,8 @@ export interface KubernetesServeInput {
   readonly config: ServerConfig;
   readonly io: ServeIo;
   readonly logger: Logger;
+  /** The bearer token read from `auth_token_file` (undefined: no auth). */
+  readonly authToken: string | undefined;
   readonly discovered: {
     readonly agents: readonly DiscoveredAgent[];
     readonly warnings: readonly string[];
@@ -86,7 +88,7 @@ export async function serveOnKubernetes(input: KubernetesServeInput): Promise<nu
       clock: systemClock,
       logger,
       listen: config.listen,
-      authTokenFile: config.authTokenFile,
+      authToken: input.authToken,
       tlsCert: config.tlsCert,
       tlsKey: config.tlsKey,
       tlsClientCa: config.tlsClientCa,

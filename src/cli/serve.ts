@@ -116,7 +116,7 @@ export async function runServe(io: ServeIo): Promise<number> {
   // supervisor's. Loaded on demand so the local daemon never loads the Kubernetes client.
   if (config.backend === "kubernetes") {
     const { serveOnKubernetes } = await import("./serve-kubernetes.ts");
-    return serveOnKubernetes({ config, io, logger, discovered });
+    return serveOnKubernetes({ config, io, logger, discovered, authToken });
   }
   // ─────────────────────────────────────────────────────────────────────────────────────
 
