@@ -284,16 +284,19 @@ function optionRows(options: Readonly<Record<string, OptionSpec>>): string[] {
   });
 }
 
+/** Width of the synopsis column of `atoll-deploy --help`. */
+const COMMAND_COLUMN = 34;
+
 /** `atoll-deploy --help`. */
 export function mainUsage(): string {
   const commands = [
-    `  ${"serve [flags]".padEnd(26)} run the deployment server (see atoll-deploy serve --help)`,
+    `  ${"serve [flags]".padEnd(COMMAND_COLUMN)} run the deployment server (see atoll-deploy serve --help)`,
     ...COMMAND_NAMES.map(
-      (name) => `  ${COMMANDS[name].synopsis.padEnd(26)} ${COMMANDS[name].summary}`,
+      (name) => `  ${COMMANDS[name].synopsis.padEnd(COMMAND_COLUMN)} ${COMMANDS[name].summary}`,
     ),
-    `  ${"context list|use|add|remove".padEnd(26)} named servers of the contexts file (see atoll-deploy context --help)`,
-    `  ${"render [name...]".padEnd(26)} print Kubernetes manifests of agents (see atoll-deploy render --help)`,
-    `  ${"help [command]".padEnd(26)} show help for a command`,
+    `  ${"context list|use|add|remove".padEnd(COMMAND_COLUMN)} named servers of the contexts file (see atoll-deploy context --help)`,
+    `  ${"render [name...]".padEnd(COMMAND_COLUMN)} print Kubernetes manifests of agents (see atoll-deploy render --help)`,
+    `  ${"help [command]".padEnd(COMMAND_COLUMN)} show help for a command`,
   ];
   return [
     "usage: atoll-deploy [options] <command> [arguments]",

@@ -154,14 +154,14 @@ export const SERVER_CONFIG_KEYS: readonly ServerConfigKeyInfo[] = Object.freeze(
     "--kubeconfig",
     "path",
     "none",
-    "kubernetes backend: kubeconfig file (default $KUBECONFIG, ~/.kube/config, or in-cluster)",
+    "kubernetes backend: kubeconfig file; none: $KUBECONFIG, ~/.kube/config, or in-cluster",
   ),
   row(
     "namespace",
     "--namespace",
     "string",
     "none",
-    "kubernetes backend: namespace of the agents (default the kubeconfig context's, else default)",
+    "kubernetes backend: namespace of the agents; none: the kubeconfig context's, else default",
   ),
 ]);
 
