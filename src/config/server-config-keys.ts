@@ -21,6 +21,7 @@ export type ServerConfigKey =
   | "tls_key"
   | "tls_client_ca"
   | "log_level"
+  | "max_package_bytes"
   | "backend"
   | "kubeconfig"
   | "namespace";
@@ -28,9 +29,11 @@ export type ServerConfigKey =
 /**
  * How a value is written: `integer` and `number` in decimal (`number` may have a fraction),
  * `boolean` as a JSON boolean in the file and `true/false/1/0/yes/no/on/off` in the environment,
- * `path` as a string resolved against the working directory (a leading `~` is the home directory).
+ * `path` as a string resolved against the working directory (a leading `~` is the home directory),
+ * `size` as a whole number of bytes or a string with a unit (`"100MiB"`, `"1.5GB"`; the units of
+ * `[resources].memory_limit`).
  */
-export type ServerConfigValueType = "string" | "integer" | "number" | "boolean" | "path";
+export type ServerConfigValueType = "string" | "integer" | "number" | "boolean" | "path" | "size";
 
 /** One row of the key table. */
 export interface ServerConfigKeyInfo {
@@ -141,6 +144,13 @@ export const SERVER_CONFIG_KEYS: readonly ServerConfigKeyInfo[] = Object.freeze(
   row("tls_key", "--tls-key", "path", "none", "TLS private key (PEM)"),
   row("tls_client_ca", "--tls-client-ca", "path", "none", "CA for client certificates: mutual TLS"),
   row("log_level", "--log-level", "string", "info", "daemon log level", { choices: LOG_LEVELS }),
+  row(
+    "max_package_bytes",
+    "--max-package-bytes",
+    "size",
+    "100 MiB",
+    "largest agent package InstallAgent accepts, compressed (bytes, or with a unit: 100MiB)",
+  ),
   row(
     "backend",
     "--backend",

@@ -31,6 +31,8 @@ export interface ServerConfig {
   readonly tlsKey: string | undefined;
   readonly tlsClientCa: string | undefined;
   readonly logLevel: "debug" | "info" | "warn" | "error";
+  /** Largest agent package (SPEC §12) accepted, compressed, in bytes; default 100 MiB. */
+  readonly maxPackageBytes: number;
   /** Where agents run: `local` (default) or `kubernetes` (SPEC §11). */
   readonly backend: "local" | "kubernetes";
   /** Kubernetes backend: the kubeconfig file; undefined = $KUBECONFIG, ~/.kube/config, in-cluster. */

@@ -34,6 +34,9 @@ import {
   type ValueOrigin,
 } from "./server-config-values.ts";
 
+/** Default of `max_package_bytes`: 100 MiB (SPEC §3). */
+export const DEFAULT_MAX_PACKAGE_BYTES = 100 * 1024 * 1024;
+
 /** Which source supplied a key's effective value. */
 export type ConfigSource = "default" | "file" | "env" | "flag";
 
@@ -193,6 +196,7 @@ function buildConfig(
     tlsKey,
     tlsClientCa,
     logLevel: get<ServerConfig["logLevel"]>("log_level") ?? "info",
+    maxPackageBytes: get<number>("max_package_bytes") ?? DEFAULT_MAX_PACKAGE_BYTES,
     backend: get<ServerConfig["backend"]>("backend") ?? "local",
     kubeconfig: get<string>("kubeconfig"),
     namespace,
@@ -306,6 +310,7 @@ export function describeConfig(
     tls_key: config.tlsKey,
     tls_client_ca: config.tlsClientCa,
     log_level: config.logLevel,
+    max_package_bytes: `${config.maxPackageBytes} bytes`,
     backend: config.backend,
     kubeconfig: config.kubeconfig,
     namespace: config.namespace,

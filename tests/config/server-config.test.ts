@@ -27,6 +27,7 @@ describe("loadServerConfig defaults", () => {
       tlsKey: undefined,
       tlsClientCa: undefined,
       logLevel: "info",
+      maxPackageBytes: 100 * 1024 * 1024,
       backend: "local",
       kubeconfig: undefined,
       namespace: undefined,
@@ -52,6 +53,36 @@ describe("loadServerConfig defaults", () => {
   });
 });
 
+describe("max_package_bytes", () => {
+  it("reads bytes or a size with a unit from every source", async () => {
+    expect(load({ flags: { max_package_bytes: "5MiB" } }).config.maxPackageBytes).toBe(
+      5 * 1024 * 1024,
+    );
+    expect(load({ env: { ATOLL_DEPLOY_MAX_PACKAGE_BYTES: "1000" } }).config.maxPackageBytes).toBe(
+      1000,
+    );
+    await writeDefaultFile({ deployment: { max_package_bytes: 2048 } });
+    expect(load().config.maxPackageBytes).toBe(2048);
+    await writeDefaultFile({ deployment: { max_package_bytes: "1.5GB" } });
+    expect(load().config.maxPackageBytes).toBe(1_500_000_000);
+  });
+
+  it("refuses zero, fractions of a byte, negative numbers and unknown units, naming the source", async () => {
+    expect(() => load({ flags: { max_package_bytes: "0" } })).toThrow(
+      /--max-package-bytes: must be a positive number of bytes/,
+    );
+    expect(() => load({ flags: { max_package_bytes: "10 parsecs" } })).toThrow(
+      /--max-package-bytes: .*Invalid memory format/,
+    );
+    const file = await writeDefaultFile({ deployment: { max_package_bytes: 1.5 } });
+    expect(() => load()).toThrow(`${file}: deployment.max_package_bytes: must be a positive`);
+    await writeDefaultFile({ deployment: { max_package_bytes: -1 } });
+    expect(() => load()).toThrow(/got -1/);
+    await writeDefaultFile({ deployment: { max_package_bytes: true } });
+    expect(() => load()).toThrow(/got true/);
+  });
+});
+
 describe("loadServerConfig sources", () => {
   it("reads the deployment object of the default config file and ignores its other keys", async () => {
     const file = await writeDefaultFile({
@@ -74,6 +105,7 @@ describe("loadServerConfig sources", () => {
         tls_key: "key.pem",
         tls_client_ca: "ca.pem",
         log_level: "DEBUG",
+        max_package_bytes: "10MiB",
         backend: "local",
         kubeconfig: null,
         namespace: null,
@@ -99,6 +131,7 @@ describe("loadServerConfig sources", () => {
       tlsKey: path.join(dirs.cwd, "key.pem"),
       tlsClientCa: path.join(dirs.cwd, "ca.pem"),
       logLevel: "debug",
+      maxPackageBytes: 10 * 1024 * 1024,
       backend: "local",
       kubeconfig: undefined,
       namespace: undefined,
@@ -213,7 +246,7 @@ describe("describeConfig", () => {
     });
     const text = describeConfig(loaded.config, loaded.sources);
     const lines = text.split("\n");
-    expect(lines).toHaveLength(19);
+    expect(lines).toHaveLength(20);
     expect(lines).toContain("base_port = 8100 (default)");
     expect(lines).toContain("health_check_interval = 0.5 s (env)");
     expect(lines).toContain("auth_token_file = /etc/atoll/token (flag)");
