@@ -1,5 +1,23 @@
 import type { AgentStateName, ExitRecord, HealthName } from "./agent-state.ts";
 
+/** Archive formats of agent packages (SPEC §12). */
+export type PackageFormat = "tar.gz" | "zip";
+
+/** Provisioning steps of a package: `npm ci --omit=dev`, a `.venv` from requirements.txt. */
+export type ProvisioningStep = "npm" | "venv";
+
+/** The installed package an agent's definition comes from (proto `InstalledPackage`). */
+export interface InstalledPackageInfo {
+  /** SHA-256 of the archive as uploaded, lower-case hex. */
+  readonly sha256: string;
+  readonly installedAtMs: number;
+  readonly format: PackageFormat;
+  readonly archiveBytes: number;
+  readonly unpackedBytes: number;
+  readonly entries: number;
+  readonly provisioned: readonly ProvisioningStep[];
+}
+
 /**
  * The domain form of one agent's full status (proto `Agent`), built on demand
  * by its runner. Times are ms since epoch; `undefined` means "not set".
@@ -34,6 +52,11 @@ export interface AgentStatus {
   readonly host: string;
   /** The pod name (Kubernetes); "" locally. */
   readonly instance: string;
+  /**
+   * The package the definition in effect was installed from; undefined for an agent of the
+   * agents directory (proto `source` DIRECTORY).
+   */
+  readonly installedPackage?: InstalledPackageInfo | undefined;
 }
 
 /** One observable change of an agent, as published to watchers. */

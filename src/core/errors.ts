@@ -37,7 +37,28 @@ export type DeployErrorCode =
   /** The server is draining. UNAVAILABLE. */
   | "SERVER_SHUTTING_DOWN"
   /** Missing or wrong bearer token. UNAUTHENTICATED. */
-  | "UNAUTHENTICATED";
+  | "UNAUTHENTICATED"
+  /** A client stream sent more bytes in total than its method allows. RESOURCE_EXHAUSTED. */
+  | "REQUEST_TOO_LARGE"
+  /** The backend cannot do this (an optional capability it lacks). UNIMPLEMENTED. */
+  | "NOT_SUPPORTED"
+  /**
+   * An agent package was refused (SPEC §12): checksum, size, entry count, a path, link or device
+   * entry, or its definition; the message says which. INVALID_ARGUMENT.
+   */
+  | "PACKAGE_INVALID"
+  /** A package's provisioning (npm, venv) failed or timed out; the message ends with its last output. FAILED_PRECONDITION. */
+  | "PROVISIONING_FAILED"
+  /** An agent of that name is installed from another archive; replacing it needs `force`. FAILED_PRECONDITION. */
+  | "PACKAGE_EXISTS"
+  /** The package's name is defined in the agents directory, which an install never shadows. FAILED_PRECONDITION. */
+  | "AGENT_NAME_TAKEN"
+  /** RemoveAgent of an agent that was not installed as a package (it is in the agents directory). FAILED_PRECONDITION. */
+  | "AGENT_NOT_INSTALLED"
+  /** Another install or remove of the same agent is under way. ABORTED. */
+  | "INSTALL_IN_PROGRESS"
+  /** Too many installs are under way at once. RESOURCE_EXHAUSTED. */
+  | "TOO_MANY_INSTALLS";
 
 /** An expected failure, safe to show to clients: `message` must not leak internals. */
 export class DeployError extends Error {

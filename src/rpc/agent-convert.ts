@@ -3,12 +3,16 @@ import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import {
   type Agent,
   AgentSchema,
+  AgentSource,
   AgentState,
   ExitInfoSchema,
   HealthStatus,
+  type InstalledPackage,
+  InstalledPackageSchema,
+  PackageFormat as ProtoPackageFormat,
 } from "../../gen/atoll/deployment/v1/agent_pb.ts";
 import type { AgentStateName, HealthName } from "../core/agent-state.ts";
-import type { AgentStatus } from "../core/agent-status.ts";
+import type { AgentStatus, InstalledPackageInfo, PackageFormat } from "../core/agent-status.ts";
 
 /** Domain state name → proto enum value (the proto names carry the `AGENT_STATE_` prefix). */
 export function agentStateToProto(state: AgentStateName): AgentState {
@@ -25,6 +29,37 @@ export function agentStateFromProto(value: number): AgentStateName | undefined {
 
 export function healthToProto(health: HealthName): HealthStatus {
   return HealthStatus[health];
+}
+
+/** Domain package format → proto enum value. */
+export function packageFormatToProto(format: PackageFormat): ProtoPackageFormat {
+  return format === "zip" ? ProtoPackageFormat.ZIP : ProtoPackageFormat.TAR_GZ;
+}
+
+/** Proto enum value → domain package format; undefined for UNSPECIFIED; null for unknown values. */
+export function packageFormatFromProto(value: number): PackageFormat | undefined | null {
+  switch (value) {
+    case ProtoPackageFormat.UNSPECIFIED:
+      return undefined;
+    case ProtoPackageFormat.TAR_GZ:
+      return "tar.gz";
+    case ProtoPackageFormat.ZIP:
+      return "zip";
+    default:
+      return null;
+  }
+}
+
+function installedPackageToProto(info: InstalledPackageInfo): InstalledPackage {
+  return create(InstalledPackageSchema, {
+    sha256: info.sha256,
+    installTime: timestampFromMs(info.installedAtMs),
+    format: packageFormatToProto(info.format),
+    archiveBytes: BigInt(info.archiveBytes),
+    unpackedBytes: BigInt(info.unpackedBytes),
+    entries: info.entries,
+    provisioned: [...info.provisioned],
+  });
 }
 
 function timestamp(ms: number | undefined) {
@@ -66,5 +101,8 @@ export function agentToProto(s: AgentStatus): Agent {
     logPath: s.logPath,
     host: s.host,
     instance: s.instance,
+    source: s.installedPackage === undefined ? AgentSource.DIRECTORY : AgentSource.PACKAGE,
+    installedPackage:
+      s.installedPackage === undefined ? undefined : installedPackageToProto(s.installedPackage),
   });
 }

@@ -1,17 +1,28 @@
+import { create, type MessageShape, toBinary } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import {
   type DeploymentService,
   DeployResponseSchema,
   GetStatusResponseSchema,
+  type InstallAgentHeader,
+  type InstallAgentRequestSchema,
+  InstallAgentResponseSchema,
+  InstallOutcome,
   ListAgentsResponseSchema,
+  RemoveAgentResponseSchema,
   RestartResponseSchema,
   UndeployResponseSchema,
   WatchEventType,
 } from "../../gen/atoll/deployment/v1/deployment_service_pb.ts";
-import type { AgentBackend } from "../core/agent-backend.ts";
+import type {
+  AgentBackend,
+  InstallOutcome as DomainInstallOutcome,
+  PackageInstaller,
+  PackageUploadHeader,
+} from "../core/agent-backend.ts";
 import type { Clock } from "../core/clock.ts";
 import { DeployError } from "../core/errors.ts";
-import { agentStateFromProto } from "./agent-convert.ts";
+import { agentStateFromProto, packageFormatFromProto } from "./agent-convert.ts";
 import { AgentEncoder } from "./agent-encoding.ts";
 import type { CallContext, ServiceHandlers } from "./grpc-adapter.ts";
 import {
@@ -40,6 +51,66 @@ export interface DeploymentServiceOptions {
   /** Aborted when the server drains: ends open watches and log follows with UNAVAILABLE. */
   readonly shutdownSignal: AbortSignal;
 }
+
+/** The installer of `backend`, or NOT_SUPPORTED (UNIMPLEMENTED) when it has none. */
+function installerOf(backend: AgentBackend): PackageInstaller {
+  const packages = backend.packages;
+  if (packages === undefined) {
+    throw new DeployError("NOT_SUPPORTED", "this server's backend does not install agent packages");
+  }
+  return packages;
+}
+
+/** The domain form of an InstallAgent header; INVALID_ARGUMENT for a malformed field. */
+function uploadHeader(header: InstallAgentHeader): PackageUploadHeader {
+  if (!/^[0-9a-fA-F]{64}$/.test(header.sha256)) {
+    throw new DeployError(
+      "INVALID_ARGUMENT",
+      "header.sha256 must be the archive's SHA-256 as 64 hex digits",
+    );
+  }
+  const format = packageFormatFromProto(header.format);
+  if (format === null) {
+    throw new DeployError("INVALID_ARGUMENT", `header.format: unknown format ${header.format}`);
+  }
+  if (header.sizeBytes > BigInt(Number.MAX_SAFE_INTEGER)) {
+    throw new DeployError("INVALID_ARGUMENT", "header.size_bytes is out of range");
+  }
+  return {
+    sha256: header.sha256.toLowerCase(),
+    force: header.force,
+    start: header.start,
+    format,
+    sizeBytes: header.sizeBytes === 0n ? undefined : Number(header.sizeBytes),
+  };
+}
+
+type InstallRequest = MessageShape<typeof InstallAgentRequestSchema>;
+
+/** The archive bytes after the header; a second header is INVALID_ARGUMENT. */
+async function* archiveChunks(
+  requests: AsyncIterator<InstallRequest>,
+): AsyncGenerator<Uint8Array, void, undefined> {
+  for (;;) {
+    const next = await requests.next();
+    if (next.done === true) return;
+    const payload = next.value.payload;
+    if (payload.case === "chunk") {
+      if (payload.value.length > 0) yield payload.value;
+    } else if (payload.case === "header") {
+      throw new DeployError(
+        "INVALID_ARGUMENT",
+        "InstallAgent: only the first message may be a header",
+      );
+    }
+  }
+}
+
+const OUTCOME: Readonly<Record<DomainInstallOutcome, InstallOutcome>> = {
+  INSTALLED: InstallOutcome.INSTALLED,
+  REPLACED: InstallOutcome.REPLACED,
+  ALREADY_INSTALLED: InstallOutcome.ALREADY_INSTALLED,
+};
 
 /** The DeploymentService handlers over an agent backend. */
 export function createDeploymentService(
@@ -89,6 +160,32 @@ export function createDeploymentService(
       }
       const agents = backend.list().filter((s) => wanted.size === 0 || wanted.has(s.state));
       return encoder.reply(ListAgentsResponseSchema, "agents", agents);
+    },
+
+    async installAgent(requests, context: CallContext) {
+      const packages = installerOf(backend);
+      if (shutdownSignal.aborted) throw shuttingDown();
+      const iterator = requests[Symbol.asyncIterator]();
+      const first = await iterator.next();
+      if (first.done === true || first.value.payload.case !== "header") {
+        throw new DeployError(
+          "INVALID_ARGUMENT",
+          "InstallAgent: the first message must be a header with the archive's sha256",
+        );
+      }
+      const header = uploadHeader(first.value.payload.value);
+      // A drain cancels an install like a client would: nothing is left half-installed.
+      const signal = AbortSignal.any([context.signal, shutdownSignal]);
+      const result = await packages.install(header, archiveChunks(iterator), signal);
+      const rest = toBinary(
+        InstallAgentResponseSchema,
+        create(InstallAgentResponseSchema, { outcome: OUTCOME[result.outcome] }),
+      );
+      return encoder.reply(InstallAgentResponseSchema, "agent", [result.status], rest);
+    },
+    async removeAgent(request) {
+      const status = await installerOf(backend).remove(request.name);
+      return encoder.reply(RemoveAgentResponseSchema, "agent", [status]);
     },
 
     async *streamLogs(request, context: CallContext) {

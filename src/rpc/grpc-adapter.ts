@@ -7,8 +7,13 @@
  * Server handlers receive a `CallContext` whose `signal` aborts when the client cancels or the
  * deadline passes. Unary handlers return (a promise of) the response; server-streaming handlers
  * return an `AsyncIterable` of responses, pulled only as fast as the client reads (HTTP/2 flow
- * control → grpc-js `write()` returning false → wait for `drain`).
+ * control → grpc-js `write()` returning false → wait for `drain`); client-streaming handlers
+ * read an `AsyncIterable` of requests, delivered only as fast as they read it (grpc-js reads the
+ * next message from HTTP/2 when the stream is read), bounded in total bytes, and return the
+ * response.
  */
+
+import { setImmediate as nextTurn } from "node:timers/promises";
 import {
   create,
   type DescMessage,
@@ -84,7 +89,20 @@ export type ServerStreamingHandler<I extends DescMessage, O extends DescMessage>
   context: CallContext,
 ) => AsyncIterable<Reply<O>>;
 
-/** The handler type of one method descriptor; `never` for client/bidi streaming (unsupported). */
+/**
+ * A client-streaming RPC: the requests in order, then one response (or a thrown error, mapped).
+ * Iterating `requests` throws the call's abort reason when the client cancels or the connection
+ * breaks (so an interrupted upload is never mistaken for a complete one), DeployError
+ * INVALID_ARGUMENT for a request that does not decode, and DeployError REQUEST_TOO_LARGE once
+ * the stream passes `maxRequestStreamBytes`; it ends when the client half-closes. The handler may
+ * answer before reading everything: the rest is discarded.
+ */
+export type ClientStreamingHandler<I extends DescMessage, O extends DescMessage> = (
+  requests: AsyncIterable<MessageShape<I>>,
+  context: CallContext,
+) => Promise<Reply<O>>;
+
+/** The handler type of one method descriptor; `never` for bidi streaming (unsupported). */
 export type MethodHandler<M> = RpcSignature<M, "server">;
 
 /** One handler per RPC of `S`, keyed by the method's local name (`deploy`, `watchHealth`). */
@@ -100,7 +118,16 @@ export interface ServiceImplementationOptions {
    * errors thrown by grpc-js itself while responding (error). Default: silent.
    */
   readonly logger?: Logger;
+  /**
+   * Most bytes (encoded messages added up) one client-streaming call may send; the handler's
+   * iterator throws REQUEST_TOO_LARGE past it, so no client can stream without end. Default
+   * {@link DEFAULT_MAX_REQUEST_STREAM_BYTES}.
+   */
+  readonly maxRequestStreamBytes?: number;
 }
+
+/** Default bound of a client stream's total bytes: 4 MiB, the size of one message. */
+export const DEFAULT_MAX_REQUEST_STREAM_BYTES = 4 * 1024 * 1024;
 
 /** The gRPC path of a method: `/atoll.deployment.v1.DeploymentService/Deploy`. */
 export function methodPath(method: DescMethod): string {
@@ -124,6 +151,17 @@ function decodeRequest(schema: DescMessage, bytes: Buffer): unknown {
     return fromBinary(schema, bytes);
   } catch (error) {
     return new MalformedRequest(error);
+  }
+}
+
+/** One message of a request stream with its encoded size, which the stream's bound counts. */
+class StreamedRequest {
+  /** The decoded message, or a MalformedRequest. */
+  readonly value: unknown;
+  readonly byteLength: number;
+  constructor(value: unknown, byteLength: number) {
+    this.value = value;
+    this.byteLength = byteLength;
   }
 }
 
@@ -177,7 +215,10 @@ export function createServiceDefinition(service: DescService): grpc.ServiceDefin
       responseStream:
         method.methodKind === "server_streaming" || method.methodKind === "bidi_streaming",
       requestSerialize: (value) => encodeInit(method.input, value as MessageInitShape<DescMessage>),
-      requestDeserialize: (bytes) => decodeRequest(method.input, bytes),
+      requestDeserialize:
+        method.methodKind === "client_streaming"
+          ? (bytes) => new StreamedRequest(decodeRequest(method.input, bytes), bytes.length)
+          : (bytes) => decodeRequest(method.input, bytes),
       responseSerialize: (value) => encodeResponse(method.output, value),
       responseDeserialize: (bytes) => fromBinary(method.output, bytes),
     };
@@ -185,9 +226,15 @@ export function createServiceDefinition(service: DescService): grpc.ServiceDefin
   return definition;
 }
 
-type ServerCall =
-  | grpc.ServerUnaryCall<unknown, unknown>
-  | grpc.ServerWritableStream<unknown, unknown>;
+/** What every kind of grpc-js server call offers (grpc-js does not export its own name for it). */
+interface ServerCall {
+  readonly cancelled: boolean;
+  readonly metadata: grpc.Metadata;
+  getPeer(): string;
+  getDeadline(): ReturnType<grpc.ServerUnaryCall<unknown, unknown>["getDeadline"]>;
+  once(event: "cancelled", listener: () => void): unknown;
+  off(event: "cancelled", listener: () => void): unknown;
+}
 
 /**
  * Builds the context of one call. Its signal aborts on grpc-js's `cancelled` event (client
@@ -231,7 +278,7 @@ function createCallContext(
  * The grpc-js implementation of `service`: every handler wrapped so a thrown error or rejected
  * promise becomes `toStatus(error)`, a result arriving after cancellation is dropped, and
  * nothing escapes into grpc-js. Throws TypeError when a handler is missing or a method is
- * client- or bidi-streaming.
+ * bidi-streaming.
  */
 export function createServiceImplementation<S extends DescService>(
   service: S,
@@ -257,6 +304,13 @@ export function createServiceImplementation<S extends DescService>(
         implementation[method.localName] = wrapServerStreaming(
           method,
           handler as ServerStreamingHandler<DescMessage, DescMessage>,
+          options,
+        );
+        break;
+      case "client_streaming":
+        implementation[method.localName] = wrapClientStreaming(
+          method,
+          handler as ClientStreamingHandler<DescMessage, DescMessage>,
           options,
         );
         break;
@@ -450,6 +504,91 @@ function wrapServerStreaming(
           settle();
           // grpc-js's own 'error' listener turns this into the trailers and ends the call.
           call.emit("error", options.toStatus(error, { method: path }));
+        },
+      )
+      .catch((error: unknown) => {
+        logger.error("responding to an RPC failed", { method: path, error });
+      });
+  };
+}
+
+/**
+ * Turns of the event loop to wait, after a request stream ended, for a cancel that caused the
+ * end. Node's http2 ends a stream's readable side when the peer resets it (RST_STREAM), and
+ * grpc-js reports that end as a half-close before it reports the cancel, two turns later
+ * (measured with Node 24 and grpc-js 1.14); waiting a few turns lets the handler see a cut
+ * stream as cut. Handlers must still not trust an end alone: InstallAgent checks the checksum.
+ */
+const CANCEL_AFTER_END_TURNS = 4;
+
+/**
+ * The requests of a client-streaming call, counted against `limit` as they arrive. grpc-js
+ * destroys the stream when the client cancels, which ends a `for await` with a premature-close
+ * error; the call's abort reason is thrown instead, so the handler sees why.
+ */
+async function* readRequestStream(
+  call: grpc.ServerReadableStream<unknown, unknown>,
+  method: DescMethod,
+  limit: number,
+  signal: AbortSignal,
+): AsyncGenerator<MessageShape<DescMessage>, void, undefined> {
+  let total = 0;
+  try {
+    for await (const item of call) {
+      if (signal.aborted) break;
+      const request = item as StreamedRequest;
+      total += request.byteLength;
+      if (total > limit) {
+        throw new DeployError(
+          "REQUEST_TOO_LARGE",
+          `the ${method.name} request stream passed its limit of ${limit} bytes`,
+          { limit_bytes: String(limit) },
+        );
+      }
+      if (request.value instanceof MalformedRequest) {
+        throw malformedRequestError(method, request.value);
+      }
+      yield request.value as MessageShape<DescMessage>;
+    }
+  } catch (error) {
+    if (signal.aborted) throw signal.reason;
+    throw error;
+  }
+  for (let turn = 0; turn < CANCEL_AFTER_END_TURNS && !signal.aborted; turn++) {
+    await nextTurn();
+  }
+  if (signal.aborted) throw signal.reason;
+}
+
+function wrapClientStreaming(
+  method: DescMethod,
+  handler: ClientStreamingHandler<DescMessage, DescMessage>,
+  options: ServiceImplementationOptions,
+): grpc.handleClientStreamingCall<unknown, unknown> {
+  const logger = options.logger ?? silentLogger;
+  const path = methodPath(method);
+  const limit = options.maxRequestStreamBytes ?? DEFAULT_MAX_REQUEST_STREAM_BYTES;
+  return (call, callback) => {
+    const { context, settle } = createCallContext(call, method);
+    const run = async (): Promise<Buffer> => {
+      const requests = readRequestStream(call, method, limit, context.signal);
+      const response = await handler(requests, context);
+      return encodeInit(method.output, response);
+    };
+    run()
+      .then(
+        (bytes) => {
+          if (context.signal.aborted) return;
+          settle();
+          callback(null, bytes);
+        },
+        (error: unknown) => {
+          if (context.signal.aborted) {
+            logLate(logger, method, error);
+            return;
+          }
+          settle();
+          callback(options.toStatus(error, { method: path }), null);
         },
       )
       .catch((error: unknown) => {

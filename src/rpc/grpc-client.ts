@@ -1,7 +1,8 @@
 /**
  * The typed grpc-js client of any protobuf-es `DescService`: one method per RPC, unary as a
- * promise, server streaming as an async iterable; failures as `RpcError` carrying the
- * `ErrorInfo` the server's error mapping put in the trailers.
+ * promise, server streaming as an async iterable, client streaming as a promise over an
+ * (async) iterable of requests; failures as `RpcError` carrying the `ErrorInfo` the server's
+ * error mapping put in the trailers.
  */
 import {
   create,
@@ -18,6 +19,7 @@ import {
   type ChannelCredentials,
   Client,
   type ClientOptions,
+  type ClientWritableStream,
   type CallOptions as GrpcCallOptions,
   Metadata,
   type ServiceError,
@@ -103,7 +105,20 @@ export type ServerStreamingClientMethod<I extends DescMessage, O extends DescMes
   options?: ClientCallOptions,
 ) => AsyncIterable<MessageShape<O>>;
 
-/** The client method type of one method descriptor; `never` for client/bidi streaming. */
+/**
+ * Sends the requests of `requests` in order, pulling the next one only when the channel has
+ * room (HTTP/2 flow control), half-closes when it ends, and resolves with the response. Rejects
+ * with RpcError: the server's status when it answers with an error (possibly before everything
+ * was sent: sending stops there); CANCELLED when `signal` aborts; CANCELLED with the error as
+ * `cause` when iterating `requests` throws (the call is cancelled, so the server never takes a
+ * truncated stream for a complete one).
+ */
+export type ClientStreamingClientMethod<I extends DescMessage, O extends DescMessage> = (
+  requests: AsyncIterable<MessageInitShape<I>> | Iterable<MessageInitShape<I>>,
+  options?: ClientCallOptions,
+) => Promise<MessageShape<O>>;
+
+/** The client method type of one method descriptor; `never` for bidi streaming. */
 export type ClientMethod<M> = RpcSignature<M, "client">;
 
 /** One method per RPC of `S` by local name, plus `close()` for the channel. */
@@ -216,9 +231,82 @@ function serverStreamingMethod(
   };
 }
 
+/** Resolves when `call` can take more writes or has ended (status received, closed). */
+function writable<T>(call: ClientWritableStream<T>): Promise<void> {
+  return new Promise((resolve) => {
+    const done = (): void => {
+      call.off("drain", done);
+      call.off("status", done);
+      call.off("close", done);
+      resolve();
+    };
+    call.on("drain", done);
+    call.on("status", done);
+    call.on("close", done);
+  });
+}
+
+function clientStreamingMethod(
+  client: Client,
+  method: DescMethod,
+): ClientStreamingClientMethod<DescMessage, DescMessage> {
+  const path = `/${method.parent.typeName}/${method.name}`;
+  const serialize = (value: MessageShape<DescMessage>): Buffer =>
+    toBuffer(toBinary(method.input, value));
+  const deserialize = (bytes: Buffer): MessageShape<DescMessage> =>
+    fromBinary(method.output, bytes);
+  return (requests, options = {}) =>
+    new Promise((resolve, reject) => {
+      const { signal } = options;
+      if (signal?.aborted === true) {
+        reject(cancelledBeforeStart(signal));
+        return;
+      }
+      let ended = false;
+      let sourceError: { readonly error: unknown } | undefined;
+      const onAbort = (): void => call.cancel();
+      const call = client.makeClientStreamRequest(
+        path,
+        serialize,
+        deserialize,
+        requestMetadata(options),
+        grpcCallOptions(options),
+        (error, response) => {
+          ended = true;
+          signal?.removeEventListener("abort", onAbort);
+          if (sourceError !== undefined) {
+            reject(
+              new RpcError(status.CANCELLED, "the request stream failed", {
+                cause: sourceError.error,
+              }),
+            );
+          } else if (error !== null) reject(RpcError.from(error));
+          else if (response === undefined) reject(new RpcError(status.INTERNAL, "no response"));
+          else resolve(response);
+        },
+      );
+      signal?.addEventListener("abort", onAbort, { once: true });
+      const pump = async (): Promise<void> => {
+        try {
+          for await (const init of requests) {
+            if (ended) return;
+            const message = isMessage(init, method.input) ? init : create(method.input, init);
+            if (!call.write(message)) await writable(call);
+          }
+          if (!ended) call.end();
+        } catch (error) {
+          // Cancel rather than half-close: the server must not see a cut stream as complete.
+          sourceError = { error };
+          call.cancel();
+        }
+      };
+      void pump();
+    });
+}
+
 /**
  * A client of `service` at `address` (`127.0.0.1:50051`, `unix:/path`). Throws TypeError for a
- * client- or bidi-streaming method, or one whose local name is `close`.
+ * bidi-streaming method, or one whose local name is `close`.
  */
 export function createClient<S extends DescService>(
   service: S,
@@ -230,7 +318,7 @@ export function createClient<S extends DescService>(
     if (method.localName === "close") {
       throw new TypeError(`${method.parent.typeName}.${method.name} collides with close()`);
     }
-    if (method.methodKind !== "unary" && method.methodKind !== "server_streaming") {
+    if (method.methodKind === "bidi_streaming") {
       throw new TypeError(
         `${method.parent.typeName}.${method.name}: ${method.methodKind} methods are not supported`,
       );
@@ -247,6 +335,9 @@ export function createClient<S extends DescService>(
         break;
       case "server_streaming":
         methods[method.localName] = serverStreamingMethod(client, method);
+        break;
+      case "client_streaming":
+        methods[method.localName] = clientStreamingMethod(client, method);
         break;
       default:
         // Rejected above, before the channel was created.

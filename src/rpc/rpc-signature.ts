@@ -4,21 +4,31 @@
  * this one table rather than each repeating the conditional over `methodKind`.
  */
 import type { DescMessage } from "@bufbuild/protobuf";
-import type { ServerStreamingHandler, UnaryHandler } from "./grpc-adapter.ts";
-import type { ServerStreamingClientMethod, UnaryClientMethod } from "./grpc-client.ts";
+import type {
+  ClientStreamingHandler,
+  ServerStreamingHandler,
+  UnaryHandler,
+} from "./grpc-adapter.ts";
+import type {
+  ClientStreamingClientMethod,
+  ServerStreamingClientMethod,
+  UnaryClientMethod,
+} from "./grpc-client.ts";
 
 export interface RpcSignatures<I extends DescMessage, O extends DescMessage> {
   readonly client: {
     readonly unary: UnaryClientMethod<I, O>;
     readonly server_streaming: ServerStreamingClientMethod<I, O>;
+    readonly client_streaming: ClientStreamingClientMethod<I, O>;
   };
   readonly server: {
     readonly unary: UnaryHandler<I, O>;
     readonly server_streaming: ServerStreamingHandler<I, O>;
+    readonly client_streaming: ClientStreamingHandler<I, O>;
   };
 }
 
-/** The signature of method descriptor `M` on `side`; `never` for client and bidi streaming. */
+/** The signature of method descriptor `M` on `side`; `never` for bidi streaming. */
 export type RpcSignature<M, Side extends "client" | "server"> = M extends {
   readonly methodKind: infer K;
   readonly input: infer I extends DescMessage;

@@ -123,6 +123,8 @@ export function fakeHandlers(
     listAgents: async () => ({
       agents: [...agents.values()].sort((a, b) => a.name.localeCompare(b.name)),
     }),
+    installAgent: async () => unimplemented(),
+    removeAgent: async () => unimplemented(),
     // biome-ignore lint/correctness/useYield: a fake that fails before its first message
     streamLogs: async function* () {
       unimplemented();

@@ -66,6 +66,8 @@ export function fakeHandlers(
     restart: async () => unimplemented(),
     getStatus: async () => unimplemented(),
     listAgents: async () => unimplemented(),
+    installAgent: async () => unimplemented(),
+    removeAgent: async () => unimplemented(),
     // biome-ignore lint/correctness/useYield: a fake that fails before its first message
     streamLogs: async function* () {
       unimplemented();

@@ -16,7 +16,71 @@ import type { Message, UnknownEnum } from "@bufbuild/protobuf";
  * Describes the file atoll/deployment/v1/agent.proto.
  */
 export const file_atoll_deployment_v1_agent: GenFile = /*@__PURE__*/
-  fileDesc("Ch9hdG9sbC9kZXBsb3ltZW50L3YxL2FnZW50LnByb3RvEhNhdG9sbC5kZXBsb3ltZW50LnYxImAKCEV4aXRJbmZvEhEKBGNvZGUYASABKAVIAIgBARIOCgZzaWduYWwYAiABKAkSKAoEdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCBwoFX2NvZGUi0QUKBUFnZW50EgwKBG5hbWUYASABKAkSLgoFc3RhdGUYAiABKA4yHy5hdG9sbC5kZXBsb3ltZW50LnYxLkFnZW50U3RhdGUSMQoGaGVhbHRoGAMgASgOMiEuYXRvbGwuZGVwbG95bWVudC52MS5IZWFsdGhTdGF0dXMSDAoEcG9ydBgEIAEoBRILCgNwaWQYBSABKAUSFQoNcmVzdGFydF9jb3VudBgGIAEoBRITCgtjb25maWdfcGF0aBgHIAEoCRIPCgd2ZXJzaW9uGAggASgJEhMKC2Rlc2NyaXB0aW9uGAkgASgJEhQKDGNhcGFiaWxpdGllcxgKIAMoCRIuCgpzdGFydF90aW1lGAsgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIUCgxzdGF0ZV9yZWFzb24YDCABKAkSFQoNc3RhdGVfbWVzc2FnZRgNIAEoCRIwCglsYXN0X2V4aXQYDiABKAsyHS5hdG9sbC5kZXBsb3ltZW50LnYxLkV4aXRJbmZvEjUKEW5leHRfcmVzdGFydF90aW1lGA8gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBI6ChZsYXN0X2hlYWx0aF9jaGVja190aW1lGBAgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIWCg5oZWFsdGhfbWVzc2FnZRgRIAEoCRIUCgxtZW1vcnlfYnl0ZXMYEiABKAQSEAoId2FybmluZ3MYEyADKAkSGgoSZGVmaW5pdGlvbl9yZW1vdmVkGBQgASgIEi4KCnN0YXRlX3RpbWUYFSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhQKDG1heF9yZXN0YXJ0cxgWIAEoBRIQCghsb2dfcGF0aBgXIAEoCRIMCgRob3N0GBggASgJEhAKCGluc3RhbmNlGBkgASgJKvUBCgpBZ2VudFN0YXRlEhsKF0FHRU5UX1NUQVRFX1VOU1BFQ0lGSUVEEAASGgoWQUdFTlRfU1RBVEVfRElTQ09WRVJFRBABEhgKFEFHRU5UX1NUQVRFX1NUQVJUSU5HEAISFwoTQUdFTlRfU1RBVEVfUlVOTklORxADEhcKE0FHRU5UX1NUQVRFX0JBQ0tPRkYQBBIYChRBR0VOVF9TVEFURV9TVE9QUElORxAFEhcKE0FHRU5UX1NUQVRFX1NUT1BQRUQQBhIWChJBR0VOVF9TVEFURV9GQUlMRUQQBxIXChNBR0VOVF9TVEFURV9JTlZBTElEEAgqgAEKDEhlYWx0aFN0YXR1cxIdChlIRUFMVEhfU1RBVFVTX1VOU1BFQ0lGSUVEEAASGQoVSEVBTFRIX1NUQVRVU19VTktOT1dOEAESGQoVSEVBTFRIX1NUQVRVU19IRUFMVEhZEAISGwoXSEVBTFRIX1NUQVRVU19VTkhFQUxUSFkQA2IGcHJvdG8z", [file_google_protobuf_timestamp]);
+  fileDesc("Ch9hdG9sbC9kZXBsb3ltZW50L3YxL2FnZW50LnByb3RvEhNhdG9sbC5kZXBsb3ltZW50LnYxIt0BChBJbnN0YWxsZWRQYWNrYWdlEg4KBnNoYTI1NhgBIAEoCRIwCgxpbnN0YWxsX3RpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjIKBmZvcm1hdBgDIAEoDjIiLmF0b2xsLmRlcGxveW1lbnQudjEuUGFja2FnZUZvcm1hdBIVCg1hcmNoaXZlX2J5dGVzGAQgASgEEhYKDnVucGFja2VkX2J5dGVzGAUgASgEEg8KB2VudHJpZXMYBiABKAUSEwoLcHJvdmlzaW9uZWQYByADKAkiYAoIRXhpdEluZm8SEQoEY29kZRgBIAEoBUgAiAEBEg4KBnNpZ25hbBgCIAEoCRIoCgR0aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIHCgVfY29kZSLFBgoFQWdlbnQSDAoEbmFtZRgBIAEoCRIuCgVzdGF0ZRgCIAEoDjIfLmF0b2xsLmRlcGxveW1lbnQudjEuQWdlbnRTdGF0ZRIxCgZoZWFsdGgYAyABKA4yIS5hdG9sbC5kZXBsb3ltZW50LnYxLkhlYWx0aFN0YXR1cxIMCgRwb3J0GAQgASgFEgsKA3BpZBgFIAEoBRIVCg1yZXN0YXJ0X2NvdW50GAYgASgFEhMKC2NvbmZpZ19wYXRoGAcgASgJEg8KB3ZlcnNpb24YCCABKAkSEwoLZGVzY3JpcHRpb24YCSABKAkSFAoMY2FwYWJpbGl0aWVzGAogAygJEi4KCnN0YXJ0X3RpbWUYCyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhQKDHN0YXRlX3JlYXNvbhgMIAEoCRIVCg1zdGF0ZV9tZXNzYWdlGA0gASgJEjAKCWxhc3RfZXhpdBgOIAEoCzIdLmF0b2xsLmRlcGxveW1lbnQudjEuRXhpdEluZm8SNQoRbmV4dF9yZXN0YXJ0X3RpbWUYDyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjoKFmxhc3RfaGVhbHRoX2NoZWNrX3RpbWUYECABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhYKDmhlYWx0aF9tZXNzYWdlGBEgASgJEhQKDG1lbW9yeV9ieXRlcxgSIAEoBBIQCgh3YXJuaW5ncxgTIAMoCRIaChJkZWZpbml0aW9uX3JlbW92ZWQYFCABKAgSLgoKc3RhdGVfdGltZRgVIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFAoMbWF4X3Jlc3RhcnRzGBYgASgFEhAKCGxvZ19wYXRoGBcgASgJEgwKBGhvc3QYGCABKAkSEAoIaW5zdGFuY2UYGSABKAkSMAoGc291cmNlGBogASgOMiAuYXRvbGwuZGVwbG95bWVudC52MS5BZ2VudFNvdXJjZRJAChFpbnN0YWxsZWRfcGFja2FnZRgbIAEoCzIlLmF0b2xsLmRlcGxveW1lbnQudjEuSW5zdGFsbGVkUGFja2FnZSr1AQoKQWdlbnRTdGF0ZRIbChdBR0VOVF9TVEFURV9VTlNQRUNJRklFRBAAEhoKFkFHRU5UX1NUQVRFX0RJU0NPVkVSRUQQARIYChRBR0VOVF9TVEFURV9TVEFSVElORxACEhcKE0FHRU5UX1NUQVRFX1JVTk5JTkcQAxIXChNBR0VOVF9TVEFURV9CQUNLT0ZGEAQSGAoUQUdFTlRfU1RBVEVfU1RPUFBJTkcQBRIXChNBR0VOVF9TVEFURV9TVE9QUEVEEAYSFgoSQUdFTlRfU1RBVEVfRkFJTEVEEAcSFwoTQUdFTlRfU1RBVEVfSU5WQUxJRBAIKoABCgxIZWFsdGhTdGF0dXMSHQoZSEVBTFRIX1NUQVRVU19VTlNQRUNJRklFRBAAEhkKFUhFQUxUSF9TVEFUVVNfVU5LTk9XThABEhkKFUhFQUxUSF9TVEFUVVNfSEVBTFRIWRACEhsKF0hFQUxUSF9TVEFUVVNfVU5IRUFMVEhZEAMqYQoLQWdlbnRTb3VyY2USHAoYQUdFTlRfU09VUkNFX1VOU1BFQ0lGSUVEEAASGgoWQUdFTlRfU09VUkNFX0RJUkVDVE9SWRABEhgKFEFHRU5UX1NPVVJDRV9QQUNLQUdFEAIqYgoNUGFja2FnZUZvcm1hdBIeChpQQUNLQUdFX0ZPUk1BVF9VTlNQRUNJRklFRBAAEhkKFVBBQ0tBR0VfRk9STUFUX1RBUl9HWhABEhYKElBBQ0tBR0VfRk9STUFUX1pJUBACYgZwcm90bzM", [file_google_protobuf_timestamp]);
+
+/**
+ * The installed package an agent's definition comes from.
+ *
+ * @generated from message atoll.deployment.v1.InstalledPackage
+ */
+export type InstalledPackage = Message<"atoll.deployment.v1.InstalledPackage"> & {
+  /**
+   * SHA-256 of the archive as uploaded, 64 lower-case hex digits.
+   *
+   * @generated from field: string sha256 = 1;
+   */
+  sha256: string;
+
+  /**
+   * When the package was installed.
+   *
+   * @generated from field: google.protobuf.Timestamp install_time = 2;
+   */
+  installTime?: Timestamp | undefined;
+
+  /**
+   * Archive format of the upload.
+   *
+   * @generated from field: atoll.deployment.v1.PackageFormat format = 3;
+   */
+  format: PackageFormat;
+
+  /**
+   * Size of the archive as uploaded, in bytes.
+   *
+   * @generated from field: uint64 archive_bytes = 4;
+   */
+  archiveBytes: bigint;
+
+  /**
+   * Total size of the files unpacked from it, in bytes (before provisioning).
+   *
+   * @generated from field: uint64 unpacked_bytes = 5;
+   */
+  unpackedBytes: bigint;
+
+  /**
+   * Number of entries (files and directories) unpacked from it.
+   *
+   * @generated from field: int32 entries = 6;
+   */
+  entries: number;
+
+  /**
+   * Provisioning steps run when it was installed, in order: "npm" (npm ci
+   * --omit=dev), "venv" (a virtual environment in .venv from requirements.txt).
+   *
+   * @generated from field: repeated string provisioned = 7;
+   */
+  provisioned: string[];
+};
+
+/**
+ * Describes the message atoll.deployment.v1.InstalledPackage.
+ * Use `create(InstalledPackageSchema)` to create a new message.
+ */
+export const InstalledPackageSchema: GenMessage<InstalledPackage> = /*@__PURE__*/
+  messageDesc(file_atoll_deployment_v1_agent, 0);
 
 /**
  * How an agent's process ended.
@@ -52,7 +116,7 @@ export type ExitInfo = Message<"atoll.deployment.v1.ExitInfo"> & {
  * Use `create(ExitInfoSchema)` to create a new message.
  */
 export const ExitInfoSchema: GenMessage<ExitInfo> = /*@__PURE__*/
-  messageDesc(file_atoll_deployment_v1_agent, 0);
+  messageDesc(file_atoll_deployment_v1_agent, 1);
 
 /**
  * Everything the server knows about one agent.
@@ -243,6 +307,22 @@ export type Agent = Message<"atoll.deployment.v1.Agent"> & {
    * @generated from field: string instance = 25;
    */
   instance: string;
+
+  /**
+   * Where the definition in effect comes from: the agents directory or an
+   * installed package.
+   *
+   * @generated from field: atoll.deployment.v1.AgentSource source = 26;
+   */
+  source: AgentSource;
+
+  /**
+   * For AGENT_SOURCE_PACKAGE: the package the definition in effect (the one
+   * the current or next process runs) was installed from. Unset otherwise.
+   *
+   * @generated from field: atoll.deployment.v1.InstalledPackage installed_package = 27;
+   */
+  installedPackage?: InstalledPackage | undefined;
 };
 
 /**
@@ -250,7 +330,7 @@ export type Agent = Message<"atoll.deployment.v1.Agent"> & {
  * Use `create(AgentSchema)` to create a new message.
  */
 export const AgentSchema: GenMessage<Agent> = /*@__PURE__*/
-  messageDesc(file_atoll_deployment_v1_agent, 1);
+  messageDesc(file_atoll_deployment_v1_agent, 2);
 
 /**
  * Process state of an agent. Health is a separate field (HealthStatus).
@@ -411,4 +491,86 @@ export type HealthStatus = (typeof HealthStatus)[keyof typeof HealthStatus] | Un
  */
 export const HealthStatusSchema: GenEnum<HealthStatus> = /*@__PURE__*/
   enumDesc(file_atoll_deployment_v1_agent, 1);
+
+/**
+ * Where an agent's definition comes from.
+ *
+ * @generated from enum atoll.deployment.v1.AgentSource
+ */
+export const AgentSource = {
+  /**
+   * Never sent by the server; the proto3 default.
+   *
+   * @generated from enum value: AGENT_SOURCE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED: 0,
+
+  /**
+   * A subdirectory of the server's agents directory (SPEC section 2).
+   *
+   * @generated from enum value: AGENT_SOURCE_DIRECTORY = 1;
+   */
+  DIRECTORY: 1,
+
+  /**
+   * A package installed with InstallAgent, under <state_dir>/packages/<name>/.
+   *
+   * @generated from enum value: AGENT_SOURCE_PACKAGE = 2;
+   */
+  PACKAGE: 2,
+} as const;
+
+/**
+ * Where an agent's definition comes from.
+ *
+ * @generated from enum atoll.deployment.v1.AgentSource
+ */
+export type AgentSource = (typeof AgentSource)[keyof typeof AgentSource] | UnknownEnum;
+
+/**
+ * Describes the enum atoll.deployment.v1.AgentSource.
+ */
+export const AgentSourceSchema: GenEnum<AgentSource> = /*@__PURE__*/
+  enumDesc(file_atoll_deployment_v1_agent, 2);
+
+/**
+ * Archive format of an agent package.
+ *
+ * @generated from enum atoll.deployment.v1.PackageFormat
+ */
+export const PackageFormat = {
+  /**
+   * Not given: the server tells the format by the archive's first bytes.
+   *
+   * @generated from enum value: PACKAGE_FORMAT_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED: 0,
+
+  /**
+   * A gzip-compressed tar archive (.tar.gz, .tgz).
+   *
+   * @generated from enum value: PACKAGE_FORMAT_TAR_GZ = 1;
+   */
+  TAR_GZ: 1,
+
+  /**
+   * A zip archive (.zip), entries stored or deflated.
+   *
+   * @generated from enum value: PACKAGE_FORMAT_ZIP = 2;
+   */
+  ZIP: 2,
+} as const;
+
+/**
+ * Archive format of an agent package.
+ *
+ * @generated from enum atoll.deployment.v1.PackageFormat
+ */
+export type PackageFormat = (typeof PackageFormat)[keyof typeof PackageFormat] | UnknownEnum;
+
+/**
+ * Describes the enum atoll.deployment.v1.PackageFormat.
+ */
+export const PackageFormatSchema: GenEnum<PackageFormat> = /*@__PURE__*/
+  enumDesc(file_atoll_deployment_v1_agent, 3);
 

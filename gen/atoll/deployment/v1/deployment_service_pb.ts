@@ -6,16 +6,21 @@
 // processes. Errors are gRPC status codes with a google.rpc.ErrorInfo detail
 // whose `reason` is a stable UPPER_SNAKE code (see docs/api.md):
 //   NOT_FOUND           AGENT_NOT_FOUND
-//   FAILED_PRECONDITION AGENT_CONFIG_INVALID, AGENT_EXITED_DURING_START
-//   RESOURCE_EXHAUSTED  MAX_AGENTS_REACHED, NO_FREE_PORT, WATCHER_TOO_SLOW
+//   FAILED_PRECONDITION AGENT_CONFIG_INVALID, AGENT_EXITED_DURING_START,
+//                       PROVISIONING_FAILED, PACKAGE_EXISTS, AGENT_NAME_TAKEN,
+//                       AGENT_NOT_INSTALLED
+//   RESOURCE_EXHAUSTED  MAX_AGENTS_REACHED, NO_FREE_PORT, WATCHER_TOO_SLOW,
+//                       REQUEST_TOO_LARGE, TOO_MANY_INSTALLS
 //   DEADLINE_EXCEEDED   AGENT_START_TIMEOUT
-//   INVALID_ARGUMENT    INVALID_AGENT_NAME, INVALID_ARGUMENT
+//   INVALID_ARGUMENT    INVALID_AGENT_NAME, INVALID_ARGUMENT, PACKAGE_INVALID
+//   ABORTED             INSTALL_IN_PROGRESS
+//   UNIMPLEMENTED       NOT_SUPPORTED
 //   UNAVAILABLE         SERVER_SHUTTING_DOWN
 //   UNAUTHENTICATED     UNAUTHENTICATED
 
 import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
-import type { Agent, AgentState, HealthStatus } from "./agent_pb.ts";
+import type { Agent, AgentState, HealthStatus, PackageFormat } from "./agent_pb.ts";
 import { file_atoll_deployment_v1_agent } from "./agent_pb.ts";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
@@ -25,7 +30,7 @@ import type { Message, UnknownEnum } from "@bufbuild/protobuf";
  * Describes the file atoll/deployment/v1/deployment_service.proto.
  */
 export const file_atoll_deployment_v1_deployment_service: GenFile = /*@__PURE__*/
-  fileDesc("CixhdG9sbC9kZXBsb3ltZW50L3YxL2RlcGxveW1lbnRfc2VydmljZS5wcm90bxITYXRvbGwuZGVwbG95bWVudC52MSIdCg1EZXBsb3lSZXF1ZXN0EgwKBG5hbWUYASABKAkiOwoORGVwbG95UmVzcG9uc2USKQoFYWdlbnQYASABKAsyGi5hdG9sbC5kZXBsb3ltZW50LnYxLkFnZW50Ih8KD1VuZGVwbG95UmVxdWVzdBIMCgRuYW1lGAEgASgJIj0KEFVuZGVwbG95UmVzcG9uc2USKQoFYWdlbnQYASABKAsyGi5hdG9sbC5kZXBsb3ltZW50LnYxLkFnZW50Ih4KDlJlc3RhcnRSZXF1ZXN0EgwKBG5hbWUYASABKAkiPAoPUmVzdGFydFJlc3BvbnNlEikKBWFnZW50GAEgASgLMhouYXRvbGwuZGVwbG95bWVudC52MS5BZ2VudCIgChBHZXRTdGF0dXNSZXF1ZXN0EgwKBG5hbWUYASABKAkiPgoRR2V0U3RhdHVzUmVzcG9uc2USKQoFYWdlbnQYASABKAsyGi5hdG9sbC5kZXBsb3ltZW50LnYxLkFnZW50IkQKEUxpc3RBZ2VudHNSZXF1ZXN0Ei8KBnN0YXRlcxgBIAMoDjIfLmF0b2xsLmRlcGxveW1lbnQudjEuQWdlbnRTdGF0ZSJAChJMaXN0QWdlbnRzUmVzcG9uc2USKgoGYWdlbnRzGAEgAygLMhouYXRvbGwuZGVwbG95bWVudC52MS5BZ2VudCJFChFTdHJlYW1Mb2dzUmVxdWVzdBIMCgRuYW1lGAEgASgJEhIKCnRhaWxfbGluZXMYAiABKAUSDgoGZm9sbG93GAMgASgIIiMKElN0cmVhbUxvZ3NSZXNwb25zZRINCgVsaW5lcxgBIAMoCSJCChJXYXRjaEhlYWx0aFJlcXVlc3QSDQoFbmFtZXMYASADKAkSHQoVcmVzdW1lX2FmdGVyX3JldmlzaW9uGAIgASgEIqQCChNXYXRjaEhlYWx0aFJlc3BvbnNlEjEKBHR5cGUYASABKA4yIy5hdG9sbC5kZXBsb3ltZW50LnYxLldhdGNoRXZlbnRUeXBlEhAKCHJldmlzaW9uGAIgASgEEikKBWFnZW50GAMgASgLMhouYXRvbGwuZGVwbG95bWVudC52MS5BZ2VudBI3Cg5wcmV2aW91c19zdGF0ZRgEIAEoDjIfLmF0b2xsLmRlcGxveW1lbnQudjEuQWdlbnRTdGF0ZRI6Cg9wcmV2aW91c19oZWFsdGgYBSABKA4yIS5hdG9sbC5kZXBsb3ltZW50LnYxLkhlYWx0aFN0YXR1cxIoCgR0aW1lGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCrUAQoOV2F0Y2hFdmVudFR5cGUSIAocV0FUQ0hfRVZFTlRfVFlQRV9VTlNQRUNJRklFRBAAEh0KGVdBVENIX0VWRU5UX1RZUEVfU05BUFNIT1QQARImCiJXQVRDSF9FVkVOVF9UWVBFX1NOQVBTSE9UX0NPTVBMRVRFEAISGwoXV0FUQ0hfRVZFTlRfVFlQRV9DSEFOR0UQAxIeChpXQVRDSF9FVkVOVF9UWVBFX0hFQVJUQkVBVBAEEhwKGFdBVENIX0VWRU5UX1RZUEVfUkVNT1ZFRBAFMpUFChFEZXBsb3ltZW50U2VydmljZRJRCgZEZXBsb3kSIi5hdG9sbC5kZXBsb3ltZW50LnYxLkRlcGxveVJlcXVlc3QaIy5hdG9sbC5kZXBsb3ltZW50LnYxLkRlcGxveVJlc3BvbnNlElcKCFVuZGVwbG95EiQuYXRvbGwuZGVwbG95bWVudC52MS5VbmRlcGxveVJlcXVlc3QaJS5hdG9sbC5kZXBsb3ltZW50LnYxLlVuZGVwbG95UmVzcG9uc2USVAoHUmVzdGFydBIjLmF0b2xsLmRlcGxveW1lbnQudjEuUmVzdGFydFJlcXVlc3QaJC5hdG9sbC5kZXBsb3ltZW50LnYxLlJlc3RhcnRSZXNwb25zZRJaCglHZXRTdGF0dXMSJS5hdG9sbC5kZXBsb3ltZW50LnYxLkdldFN0YXR1c1JlcXVlc3QaJi5hdG9sbC5kZXBsb3ltZW50LnYxLkdldFN0YXR1c1Jlc3BvbnNlEl0KCkxpc3RBZ2VudHMSJi5hdG9sbC5kZXBsb3ltZW50LnYxLkxpc3RBZ2VudHNSZXF1ZXN0GicuYXRvbGwuZGVwbG95bWVudC52MS5MaXN0QWdlbnRzUmVzcG9uc2USXwoKU3RyZWFtTG9ncxImLmF0b2xsLmRlcGxveW1lbnQudjEuU3RyZWFtTG9nc1JlcXVlc3QaJy5hdG9sbC5kZXBsb3ltZW50LnYxLlN0cmVhbUxvZ3NSZXNwb25zZTABEmIKC1dhdGNoSGVhbHRoEicuYXRvbGwuZGVwbG95bWVudC52MS5XYXRjaEhlYWx0aFJlcXVlc3QaKC5hdG9sbC5kZXBsb3ltZW50LnYxLldhdGNoSGVhbHRoUmVzcG9uc2UwAWIGcHJvdG8z", [file_atoll_deployment_v1_agent, file_google_protobuf_timestamp]);
+  fileDesc("CixhdG9sbC9kZXBsb3ltZW50L3YxL2RlcGxveW1lbnRfc2VydmljZS5wcm90bxITYXRvbGwuZGVwbG95bWVudC52MSIdCg1EZXBsb3lSZXF1ZXN0EgwKBG5hbWUYASABKAkiOwoORGVwbG95UmVzcG9uc2USKQoFYWdlbnQYASABKAsyGi5hdG9sbC5kZXBsb3ltZW50LnYxLkFnZW50Ih8KD1VuZGVwbG95UmVxdWVzdBIMCgRuYW1lGAEgASgJIj0KEFVuZGVwbG95UmVzcG9uc2USKQoFYWdlbnQYASABKAsyGi5hdG9sbC5kZXBsb3ltZW50LnYxLkFnZW50Ih4KDlJlc3RhcnRSZXF1ZXN0EgwKBG5hbWUYASABKAkiPAoPUmVzdGFydFJlc3BvbnNlEikKBWFnZW50GAEgASgLMhouYXRvbGwuZGVwbG95bWVudC52MS5BZ2VudCIgChBHZXRTdGF0dXNSZXF1ZXN0EgwKBG5hbWUYASABKAkiPgoRR2V0U3RhdHVzUmVzcG9uc2USKQoFYWdlbnQYASABKAsyGi5hdG9sbC5kZXBsb3ltZW50LnYxLkFnZW50IkQKEUxpc3RBZ2VudHNSZXF1ZXN0Ei8KBnN0YXRlcxgBIAMoDjIfLmF0b2xsLmRlcGxveW1lbnQudjEuQWdlbnRTdGF0ZSJAChJMaXN0QWdlbnRzUmVzcG9uc2USKgoGYWdlbnRzGAEgAygLMhouYXRvbGwuZGVwbG95bWVudC52MS5BZ2VudCJFChFTdHJlYW1Mb2dzUmVxdWVzdBIMCgRuYW1lGAEgASgJEhIKCnRhaWxfbGluZXMYAiABKAUSDgoGZm9sbG93GAMgASgIIiMKElN0cmVhbUxvZ3NSZXNwb25zZRINCgVsaW5lcxgBIAMoCSJCChJXYXRjaEhlYWx0aFJlcXVlc3QSDQoFbmFtZXMYASADKAkSHQoVcmVzdW1lX2FmdGVyX3JldmlzaW9uGAIgASgEIqQCChNXYXRjaEhlYWx0aFJlc3BvbnNlEjEKBHR5cGUYASABKA4yIy5hdG9sbC5kZXBsb3ltZW50LnYxLldhdGNoRXZlbnRUeXBlEhAKCHJldmlzaW9uGAIgASgEEikKBWFnZW50GAMgASgLMhouYXRvbGwuZGVwbG95bWVudC52MS5BZ2VudBI3Cg5wcmV2aW91c19zdGF0ZRgEIAEoDjIfLmF0b2xsLmRlcGxveW1lbnQudjEuQWdlbnRTdGF0ZRI6Cg9wcmV2aW91c19oZWFsdGgYBSABKA4yIS5hdG9sbC5kZXBsb3ltZW50LnYxLkhlYWx0aFN0YXR1cxIoCgR0aW1lGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCKKAQoSSW5zdGFsbEFnZW50SGVhZGVyEg4KBnNoYTI1NhgBIAEoCRINCgVmb3JjZRgCIAEoCBINCgVzdGFydBgDIAEoCBIyCgZmb3JtYXQYBCABKA4yIi5hdG9sbC5kZXBsb3ltZW50LnYxLlBhY2thZ2VGb3JtYXQSEgoKc2l6ZV9ieXRlcxgFIAEoBCJsChNJbnN0YWxsQWdlbnRSZXF1ZXN0EjkKBmhlYWRlchgBIAEoCzInLmF0b2xsLmRlcGxveW1lbnQudjEuSW5zdGFsbEFnZW50SGVhZGVySAASDwoFY2h1bmsYAiABKAxIAEIJCgdwYXlsb2FkIncKFEluc3RhbGxBZ2VudFJlc3BvbnNlEikKBWFnZW50GAEgASgLMhouYXRvbGwuZGVwbG95bWVudC52MS5BZ2VudBI0CgdvdXRjb21lGAIgASgOMiMuYXRvbGwuZGVwbG95bWVudC52MS5JbnN0YWxsT3V0Y29tZSIiChJSZW1vdmVBZ2VudFJlcXVlc3QSDAoEbmFtZRgBIAEoCSJAChNSZW1vdmVBZ2VudFJlc3BvbnNlEikKBWFnZW50GAEgASgLMhouYXRvbGwuZGVwbG95bWVudC52MS5BZ2VudCrUAQoOV2F0Y2hFdmVudFR5cGUSIAocV0FUQ0hfRVZFTlRfVFlQRV9VTlNQRUNJRklFRBAAEh0KGVdBVENIX0VWRU5UX1RZUEVfU05BUFNIT1QQARImCiJXQVRDSF9FVkVOVF9UWVBFX1NOQVBTSE9UX0NPTVBMRVRFEAISGwoXV0FUQ0hfRVZFTlRfVFlQRV9DSEFOR0UQAxIeChpXQVRDSF9FVkVOVF9UWVBFX0hFQVJUQkVBVBAEEhwKGFdBVENIX0VWRU5UX1RZUEVfUkVNT1ZFRBAFKpUBCg5JbnN0YWxsT3V0Y29tZRIfChtJTlNUQUxMX09VVENPTUVfVU5TUEVDSUZJRUQQABIdChlJTlNUQUxMX09VVENPTUVfSU5TVEFMTEVEEAESHAoYSU5TVEFMTF9PVVRDT01FX1JFUExBQ0VEEAISJQohSU5TVEFMTF9PVVRDT01FX0FMUkVBRFlfSU5TVEFMTEVEEAMy3gYKEURlcGxveW1lbnRTZXJ2aWNlElEKBkRlcGxveRIiLmF0b2xsLmRlcGxveW1lbnQudjEuRGVwbG95UmVxdWVzdBojLmF0b2xsLmRlcGxveW1lbnQudjEuRGVwbG95UmVzcG9uc2USVwoIVW5kZXBsb3kSJC5hdG9sbC5kZXBsb3ltZW50LnYxLlVuZGVwbG95UmVxdWVzdBolLmF0b2xsLmRlcGxveW1lbnQudjEuVW5kZXBsb3lSZXNwb25zZRJUCgdSZXN0YXJ0EiMuYXRvbGwuZGVwbG95bWVudC52MS5SZXN0YXJ0UmVxdWVzdBokLmF0b2xsLmRlcGxveW1lbnQudjEuUmVzdGFydFJlc3BvbnNlEloKCUdldFN0YXR1cxIlLmF0b2xsLmRlcGxveW1lbnQudjEuR2V0U3RhdHVzUmVxdWVzdBomLmF0b2xsLmRlcGxveW1lbnQudjEuR2V0U3RhdHVzUmVzcG9uc2USXQoKTGlzdEFnZW50cxImLmF0b2xsLmRlcGxveW1lbnQudjEuTGlzdEFnZW50c1JlcXVlc3QaJy5hdG9sbC5kZXBsb3ltZW50LnYxLkxpc3RBZ2VudHNSZXNwb25zZRJfCgpTdHJlYW1Mb2dzEiYuYXRvbGwuZGVwbG95bWVudC52MS5TdHJlYW1Mb2dzUmVxdWVzdBonLmF0b2xsLmRlcGxveW1lbnQudjEuU3RyZWFtTG9nc1Jlc3BvbnNlMAESYgoLV2F0Y2hIZWFsdGgSJy5hdG9sbC5kZXBsb3ltZW50LnYxLldhdGNoSGVhbHRoUmVxdWVzdBooLmF0b2xsLmRlcGxveW1lbnQudjEuV2F0Y2hIZWFsdGhSZXNwb25zZTABEmUKDEluc3RhbGxBZ2VudBIoLmF0b2xsLmRlcGxveW1lbnQudjEuSW5zdGFsbEFnZW50UmVxdWVzdBopLmF0b2xsLmRlcGxveW1lbnQudjEuSW5zdGFsbEFnZW50UmVzcG9uc2UoARJgCgtSZW1vdmVBZ2VudBInLmF0b2xsLmRlcGxveW1lbnQudjEuUmVtb3ZlQWdlbnRSZXF1ZXN0GiguYXRvbGwuZGVwbG95bWVudC52MS5SZW1vdmVBZ2VudFJlc3BvbnNlYgZwcm90bzM", [file_atoll_deployment_v1_agent, file_google_protobuf_timestamp]);
 
 /**
  * Request of DeploymentService.Deploy.
@@ -384,6 +389,171 @@ export const WatchHealthResponseSchema: GenMessage<WatchHealthResponse> = /*@__P
   messageDesc(file_atoll_deployment_v1_deployment_service, 13);
 
 /**
+ * The first message of DeploymentService.InstallAgent: what follows and what
+ * to do with it.
+ *
+ * @generated from message atoll.deployment.v1.InstallAgentHeader
+ */
+export type InstallAgentHeader = Message<"atoll.deployment.v1.InstallAgentHeader"> & {
+  /**
+   * SHA-256 of the whole archive, 64 hex digits (either case). The install is
+   * refused (PACKAGE_INVALID) when the bytes received do not hash to it.
+   *
+   * @generated from field: string sha256 = 1;
+   */
+  sha256: string;
+
+  /**
+   * Replace an agent already installed under the same name with a different
+   * archive. Without it that install is refused (PACKAGE_EXISTS).
+   *
+   * @generated from field: bool force = 2;
+   */
+  force: boolean;
+
+  /**
+   * Start the agent after installing, and wait like Deploy. A live agent
+   * whose package was replaced is restarted so that it runs the new files.
+   *
+   * @generated from field: bool start = 3;
+   */
+  start: boolean;
+
+  /**
+   * Archive format; UNSPECIFIED lets the server tell by the first bytes. A
+   * format that does not match the bytes is PACKAGE_INVALID.
+   *
+   * @generated from field: atoll.deployment.v1.PackageFormat format = 4;
+   */
+  format: PackageFormat;
+
+  /**
+   * Size of the archive in bytes, when the client knows it: an archive larger
+   * than the server's max_package_bytes is refused before it is sent, and one
+   * that ends early is refused as truncated. 0 means not given.
+   *
+   * @generated from field: uint64 size_bytes = 5;
+   */
+  sizeBytes: bigint;
+};
+
+/**
+ * Describes the message atoll.deployment.v1.InstallAgentHeader.
+ * Use `create(InstallAgentHeaderSchema)` to create a new message.
+ */
+export const InstallAgentHeaderSchema: GenMessage<InstallAgentHeader> = /*@__PURE__*/
+  messageDesc(file_atoll_deployment_v1_deployment_service, 14);
+
+/**
+ * One message of the DeploymentService.InstallAgent request stream.
+ *
+ * @generated from message atoll.deployment.v1.InstallAgentRequest
+ */
+export type InstallAgentRequest = Message<"atoll.deployment.v1.InstallAgentRequest"> & {
+  /**
+   * The header first, then chunks of the archive in order.
+   *
+   * @generated from oneof atoll.deployment.v1.InstallAgentRequest.payload
+   */
+  payload: {
+    /**
+     * The first message, and only the first.
+     *
+     * @generated from field: atoll.deployment.v1.InstallAgentHeader header = 1;
+     */
+    value: InstallAgentHeader;
+    case: "header";
+  } | {
+    /**
+     * The next bytes of the archive (any size up to the 4 MiB message limit;
+     * 256 KiB is a good choice).
+     *
+     * @generated from field: bytes chunk = 2;
+     */
+    value: Uint8Array;
+    case: "chunk";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message atoll.deployment.v1.InstallAgentRequest.
+ * Use `create(InstallAgentRequestSchema)` to create a new message.
+ */
+export const InstallAgentRequestSchema: GenMessage<InstallAgentRequest> = /*@__PURE__*/
+  messageDesc(file_atoll_deployment_v1_deployment_service, 15);
+
+/**
+ * Response of DeploymentService.InstallAgent.
+ *
+ * @generated from message atoll.deployment.v1.InstallAgentResponse
+ */
+export type InstallAgentResponse = Message<"atoll.deployment.v1.InstallAgentResponse"> & {
+  /**
+   * The installed agent: its installed_package names the archive; RUNNING
+   * and HEALTHY when start was asked for.
+   *
+   * @generated from field: atoll.deployment.v1.Agent agent = 1;
+   */
+  agent?: Agent | undefined;
+
+  /**
+   * Whether the archive was installed, replaced an older one, or was there.
+   *
+   * @generated from field: atoll.deployment.v1.InstallOutcome outcome = 2;
+   */
+  outcome: InstallOutcome;
+};
+
+/**
+ * Describes the message atoll.deployment.v1.InstallAgentResponse.
+ * Use `create(InstallAgentResponseSchema)` to create a new message.
+ */
+export const InstallAgentResponseSchema: GenMessage<InstallAgentResponse> = /*@__PURE__*/
+  messageDesc(file_atoll_deployment_v1_deployment_service, 16);
+
+/**
+ * Request of DeploymentService.RemoveAgent.
+ *
+ * @generated from message atoll.deployment.v1.RemoveAgentRequest
+ */
+export type RemoveAgentRequest = Message<"atoll.deployment.v1.RemoveAgentRequest"> & {
+  /**
+   * Name of the installed agent to stop and delete.
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+};
+
+/**
+ * Describes the message atoll.deployment.v1.RemoveAgentRequest.
+ * Use `create(RemoveAgentRequestSchema)` to create a new message.
+ */
+export const RemoveAgentRequestSchema: GenMessage<RemoveAgentRequest> = /*@__PURE__*/
+  messageDesc(file_atoll_deployment_v1_deployment_service, 17);
+
+/**
+ * Response of DeploymentService.RemoveAgent.
+ *
+ * @generated from message atoll.deployment.v1.RemoveAgentResponse
+ */
+export type RemoveAgentResponse = Message<"atoll.deployment.v1.RemoveAgentResponse"> & {
+  /**
+   * The agent's last status (STOPPED); the server no longer knows it.
+   *
+   * @generated from field: atoll.deployment.v1.Agent agent = 1;
+   */
+  agent?: Agent | undefined;
+};
+
+/**
+ * Describes the message atoll.deployment.v1.RemoveAgentResponse.
+ * Use `create(RemoveAgentResponseSchema)` to create a new message.
+ */
+export const RemoveAgentResponseSchema: GenMessage<RemoveAgentResponse> = /*@__PURE__*/
+  messageDesc(file_atoll_deployment_v1_deployment_service, 18);
+
+/**
  * Kind of a WatchHealthResponse.
  *
  * @generated from enum atoll.deployment.v1.WatchEventType
@@ -445,6 +615,54 @@ export type WatchEventType = (typeof WatchEventType)[keyof typeof WatchEventType
  */
 export const WatchEventTypeSchema: GenEnum<WatchEventType> = /*@__PURE__*/
   enumDesc(file_atoll_deployment_v1_deployment_service, 0);
+
+/**
+ * What InstallAgent did.
+ *
+ * @generated from enum atoll.deployment.v1.InstallOutcome
+ */
+export const InstallOutcome = {
+  /**
+   * Never sent by the server; the proto3 default.
+   *
+   * @generated from enum value: INSTALL_OUTCOME_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED: 0,
+
+  /**
+   * No agent of that name was installed; now it is.
+   *
+   * @generated from enum value: INSTALL_OUTCOME_INSTALLED = 1;
+   */
+  INSTALLED: 1,
+
+  /**
+   * An installed agent of that name was replaced (force).
+   *
+   * @generated from enum value: INSTALL_OUTCOME_REPLACED = 2;
+   */
+  REPLACED: 2,
+
+  /**
+   * The same archive (same SHA-256) was installed already: nothing changed.
+   *
+   * @generated from enum value: INSTALL_OUTCOME_ALREADY_INSTALLED = 3;
+   */
+  ALREADY_INSTALLED: 3,
+} as const;
+
+/**
+ * What InstallAgent did.
+ *
+ * @generated from enum atoll.deployment.v1.InstallOutcome
+ */
+export type InstallOutcome = (typeof InstallOutcome)[keyof typeof InstallOutcome] | UnknownEnum;
+
+/**
+ * Describes the enum atoll.deployment.v1.InstallOutcome.
+ */
+export const InstallOutcomeSchema: GenEnum<InstallOutcome> = /*@__PURE__*/
+  enumDesc(file_atoll_deployment_v1_deployment_service, 1);
 
 /**
  * Deploys, stops and observes the agents of one host.
@@ -531,6 +749,37 @@ export const DeploymentService: GenService<{
     methodKind: "server_streaming";
     input: typeof WatchHealthRequestSchema;
     output: typeof WatchHealthResponseSchema;
+  },
+  /**
+   * Installs an agent package on the server's host (SPEC section 12). The
+   * client sends an InstallAgentHeader first, then the archive (.tar.gz or
+   * .zip) in chunks, then half-closes. The server checks the checksum, the
+   * sizes, every entry and the definition before anything is installed, then
+   * unpacks the package, provisions it and puts it in place atomically under
+   * <state_dir>/packages/<name>/. A refused or interrupted install leaves
+   * nothing behind: PACKAGE_INVALID, PROVISIONING_FAILED, PACKAGE_EXISTS
+   * (replacing needs force), AGENT_NAME_TAKEN (defined in the agents
+   * directory), INSTALL_IN_PROGRESS. Installing the same archive again
+   * answers ALREADY_INSTALLED. A running agent keeps running its old files
+   * until its next start.
+   *
+   * @generated from rpc atoll.deployment.v1.DeploymentService.InstallAgent
+   */
+  installAgent: {
+    methodKind: "client_streaming";
+    input: typeof InstallAgentRequestSchema;
+    output: typeof InstallAgentResponseSchema;
+  },
+  /**
+   * Stops an installed agent (gracefully, like Undeploy) and deletes its
+   * package. Agents of the agents directory are refused (AGENT_NOT_INSTALLED).
+   *
+   * @generated from rpc atoll.deployment.v1.DeploymentService.RemoveAgent
+   */
+  removeAgent: {
+    methodKind: "unary";
+    input: typeof RemoveAgentRequestSchema;
+    output: typeof RemoveAgentResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_atoll_deployment_v1_deployment_service, 0);
