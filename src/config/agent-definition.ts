@@ -1,3 +1,5 @@
+import type { InstalledPackageInfo } from "../core/agent-status.ts";
+
 /**
  * The validated, frozen form of one agent definition (SPEC §2). Produced once
  * by `parseAgentDefinition`; nothing downstream re-reads raw TOML/JSON.
@@ -69,6 +71,8 @@ export interface AgentDefinition {
   readonly kubernetes: KubernetesSettings;
   /** Non-fatal problems (unknown keys, ignored agent.json), shown in status. */
   readonly warnings: readonly string[];
+  /** The installed package (SPEC §12) the definition comes from; undefined in the agents directory. */
+  readonly installedPackage?: InstalledPackageInfo | undefined;
 }
 
 /** One entry found by discovery: usable, or INVALID with a message naming file, key and problem. */

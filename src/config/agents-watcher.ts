@@ -37,6 +37,11 @@ export interface WatchAgentsOptions {
    * reaches `onChange`. Without it the watcher's own first scan is the baseline.
    */
   readonly initial?: DiscoveryResult | undefined;
+  /**
+   * How one scan reads the directory; default `discoverAgents(root)`. The packages directory
+   * passes one that resolves links and adds each package's facts.
+   */
+  readonly discover?: ((root: string) => Promise<DiscoveryResult>) | undefined;
   /** Called after every completed rescan, whether or not it found a change (tests, metrics). */
   readonly onScan?: (() => void) | undefined;
   /** Stops the watcher: every watcher and timer is released. */
@@ -89,6 +94,7 @@ class AgentsWatcher {
   readonly #onChange: (result: DiscoveryResult) => void;
   readonly #onError: (error: unknown) => void;
   readonly #onScan: (() => void) | undefined;
+  readonly #discoverFn: (root: string) => Promise<DiscoveryResult>;
   readonly #pollIntervalMs: number;
   readonly #debounceMs: number;
   readonly #signal: AbortSignal;
@@ -110,6 +116,7 @@ class AgentsWatcher {
     this.#onChange = onChange;
     this.#onError = options.onError ?? defaultOnError;
     this.#onScan = options.onScan;
+    this.#discoverFn = options.discover ?? ((root) => discoverAgents(root));
     this.#pollIntervalMs = options.pollIntervalMs ?? DEFAULT_POLL_INTERVAL_MS;
     this.#debounceMs = options.debounceMs ?? DEFAULT_DEBOUNCE_MS;
     this.#signal = options.signal;
@@ -124,7 +131,7 @@ class AgentsWatcher {
     this.#scanning = true;
     try {
       await this.#syncWatches([]);
-      const initial = await discoverAgents(this.#root);
+      const initial = await this.#discoverFn(this.#root);
       this.#signal.throwIfAborted();
       await this.#syncWatches(await this.#agentDirs());
       this.#signal.throwIfAborted();
@@ -215,7 +222,7 @@ class AgentsWatcher {
   /** A discovery result; a vanished agents directory is an empty one with a warning. */
   async #discover(): Promise<DiscoveryResult | undefined> {
     try {
-      return await discoverAgents(this.#root);
+      return await this.#discoverFn(this.#root);
     } catch (error) {
       if (error instanceof ConfigError) {
         return Object.freeze({

@@ -27,6 +27,17 @@ export const MAX_DEFINITION_BYTES = 1024 * 1024;
 /** Definition file names, in order of precedence. */
 export const DEFINITION_FILE_NAMES = Object.freeze(["agent.toml", "agent.json"] as const);
 
+/** Options of `discoverAgents`. */
+export interface DiscoverOptions {
+  /**
+   * Give each agent the real path of its directory (symbolic links resolved) as `dir` and under
+   * it its `configPath`, while its fallback name stays the entry's name. The packages directory
+   * uses this: `<state_dir>/packages/<name>` is a link to the version being installed, and an
+   * agent must keep running from the version it was started with when the link moves on.
+   */
+  readonly resolveLinks?: boolean;
+}
+
 /**
  * Scans `agentsDir` once.
  *
@@ -41,10 +52,14 @@ export const DEFINITION_FILE_NAMES = Object.freeze(["agent.toml", "agent.json"] 
  * @param agentsDir resolved to an absolute path against the process's working directory.
  * @throws ConfigError when `agentsDir` does not exist, is not a directory or cannot be listed.
  */
-export async function discoverAgents(agentsDir: string): Promise<DiscoveryResult> {
+export async function discoverAgents(
+  agentsDir: string,
+  options: DiscoverOptions = {},
+): Promise<DiscoveryResult> {
   const root = path.resolve(agentsDir);
   const dirNames = await listCandidateDirs(root);
-  const found = await Promise.all(dirNames.map((name) => scanAgentDir(root, name)));
+  const resolveLinks = options.resolveLinks === true;
+  const found = await Promise.all(dirNames.map((name) => scanAgentDir(root, name, resolveLinks)));
   const agents = markDuplicates(found.filter((agent) => agent !== undefined));
   return Object.freeze({ agents: Object.freeze(agents), warnings: Object.freeze([]) });
 }
@@ -69,11 +84,24 @@ export async function listCandidateDirs(root: string): Promise<string[]> {
     .sort(compareCodeUnits);
 }
 
-async function scanAgentDir(root: string, dirName: string): Promise<DiscoveredAgent | undefined> {
-  const dir = path.join(root, dirName);
+async function scanAgentDir(
+  root: string,
+  dirName: string,
+  resolveLinks: boolean,
+): Promise<DiscoveredAgent | undefined> {
+  const entry = path.join(root, dirName);
   // stat (not lstat) follows a symbolic link to the directory it names.
-  const dirStat = await statOrMissing(dir);
+  const dirStat = await statOrMissing(entry);
   if (dirStat === "missing" || dirStat instanceof Error || !dirStat.isDirectory()) return undefined;
+  let dir = entry;
+  if (resolveLinks) {
+    try {
+      dir = await realpath(entry);
+    } catch {
+      // Moved or removed since the stat: the next scan sees what is there.
+      return undefined;
+    }
+  }
   const tomlPath = path.join(dir, "agent.toml");
   const jsonPath = path.join(dir, "agent.json");
   const [toml, json] = await Promise.all([statOrMissing(tomlPath), statOrMissing(jsonPath)]);
@@ -167,6 +195,21 @@ async function readDefinitionFile(
   } finally {
     await handle.close();
   }
+}
+
+/**
+ * The agents of several discovery results as one (the agents directory and the installed
+ * packages): sorted by name, every name shared between or within them invalid, as within one
+ * directory; warnings of all kept.
+ */
+export function mergeDiscoveries(...results: readonly DiscoveryResult[]): DiscoveryResult {
+  const agents = results
+    .flatMap((result) => result.agents)
+    .sort((a, b) => compareCodeUnits(nameOf(a), nameOf(b)));
+  return Object.freeze({
+    agents: Object.freeze(markDuplicates(agents)),
+    warnings: Object.freeze(results.flatMap((result) => result.warnings)),
+  });
 }
 
 /** Every agent whose name is shared with another becomes invalid, naming the other files. */

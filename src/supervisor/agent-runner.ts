@@ -183,6 +183,7 @@ export class AgentRunner {
       logPath: this.#logPath,
       host: HOST_NAME,
       instance: "",
+      installedPackage: def?.installedPackage,
     };
   }
 
