@@ -8,8 +8,12 @@ import { discoverAgents } from "../config/discovery.ts";
 import { describeConfig, loadServerConfig } from "../config/server-config.ts";
 import type { ServerConfig } from "../config/server-config-types.ts";
 import { readAuthToken } from "../config/token-file.ts";
+import { type AgentBackend, withPackages } from "../core/agent-backend.ts";
 import { systemClock } from "../core/clock.ts";
 import { createJsonLogger, type Logger } from "../core/logger.ts";
+import { AgentCatalog } from "../packages/agent-catalog.ts";
+import { PackageLayout } from "../packages/package-layout.ts";
+import { PackageStore } from "../packages/package-store.ts";
 import { agentLogPath, LogRotator } from "../platform/log-file.ts";
 import { PortAllocator } from "../platform/port-allocator.ts";
 import { StateFile } from "../platform/state-file.ts";
@@ -169,14 +173,45 @@ export async function runServe(io: ServeIo): Promise<number> {
   const track = (names: Iterable<string>): void => {
     for (const name of names) rotator.add(agentLogPath(logDir, name));
   };
-  registry.applyDiscovery(discovered.agents);
+
+  // --- Agent packages (SPEC §12, docs/packages.md) -------------------------------------------
+  // Installed packages live in <state_dir>/packages and are discovered beside the agents
+  // directory: the catalog merges both into the registry; the store installs and removes them
+  // and is the local backend's `packages` capability. Started here, closed after the drain.
+  const localRegistry = registry;
+  const catalog = new AgentCatalog({
+    layout: new PackageLayout(config.stateDir),
+    apply: (agents) => {
+      localRegistry.applyDiscovery(agents);
+      track(agents.map((a) => (a.kind === "valid" ? a.definition.name : a.name)));
+    },
+    basePath: io.env.PATH,
+  });
+  const packages = new PackageStore({
+    stateDir: config.stateDir,
+    logDir,
+    maxPackageBytes: config.maxPackageBytes,
+    host: {
+      backend: registry,
+      directoryAgent: (name) => catalog.directoryAgent(name),
+      refreshPackages: () => catalog.refreshPackages(),
+    },
+    env: { ...io.env },
+    clock: systemClock,
+    logger,
+  });
+  await packages.open();
+  catalog.setDirectory(discovered);
+  await catalog.refreshPackages();
+  const backend: AgentBackend = withPackages(registry, packages);
+  // --- end of agent packages -------------------------------------------------------------------
+
   for (const warning of discovered.warnings) logger.warn(warning);
-  track(registry.list().map((s) => s.name));
 
   let server: Awaited<ReturnType<typeof startRpcServer>>;
   try {
     server = await startRpcServer({
-      backend: registry,
+      backend,
       clock: systemClock,
       logger,
       listen: config.listen,
@@ -202,20 +237,22 @@ export async function runServe(io: ServeIo): Promise<number> {
   );
   registry.autostart();
   logger.info("restored previous state", restored);
+  // Old package versions are collected once the live agents (adopted ones too) are known.
+  void packages.collectAll();
+  void catalog
+    .watchPackages(lifetime.signal, (error: unknown) =>
+      logger.warn("packages directory scan failed", { error: String(error) }),
+    )
+    .catch((error: unknown) =>
+      logger.error("packages directory watch failed", { error: String(error) }),
+    );
   void rotator.run(lifetime.signal);
-  void watchAgentsDirectory(
-    config.agentsDirectory,
-    (result) => {
-      registry.applyDiscovery(result.agents);
-      track(result.agents.map((a) => (a.kind === "valid" ? a.definition.name : a.name)));
-    },
-    {
-      signal: lifetime.signal,
-      initial: discovered,
-      onError: (error: unknown) =>
-        logger.warn("agents directory scan failed", { error: String(error) }),
-    },
-  ).catch((error: unknown) =>
+  void watchAgentsDirectory(config.agentsDirectory, (result) => catalog.setDirectory(result), {
+    signal: lifetime.signal,
+    initial: discovered,
+    onError: (error: unknown) =>
+      logger.warn("agents directory scan failed", { error: String(error) }),
+  }).catch((error: unknown) =>
     logger.error("agents directory watch failed", { error: String(error) }),
   );
 
@@ -236,6 +273,7 @@ export async function runServe(io: ServeIo): Promise<number> {
       .catch((error: unknown) => logger.error("final state save failed", { error: String(error) }));
     lifetime.abort();
     await server.close(RPC_DRAIN_GRACE_MS);
+    packages.close();
     return 0;
   }
   logger.info("shutting down", { signal });
@@ -245,6 +283,7 @@ export async function runServe(io: ServeIo): Promise<number> {
     .catch((error: unknown) => logger.error("final state save failed", { error: String(error) }));
   lifetime.abort();
   await server.close(RPC_DRAIN_GRACE_MS);
+  packages.close();
   logger.info("stopped", { killedAgents: killed });
   return killed ? 1 : 0;
 }

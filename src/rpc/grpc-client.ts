@@ -293,7 +293,8 @@ function clientStreamingMethod(
             const message = isMessage(init, method.input) ? init : create(method.input, init);
             if (!call.write(message)) await writable(call);
           }
-          if (!ended) call.end();
+          // An abort cancels the call (onAbort); it must never also look like a complete stream.
+          if (!ended && signal?.aborted !== true) call.end();
         } catch (error) {
           // Cancel rather than half-close: the server must not see a cut stream as complete.
           sourceError = { error };

@@ -33,6 +33,9 @@ export interface RpcServerOptions {
   readonly logFollowCap?: StreamCap;
 }
 
+/** Bytes an InstallAgent stream may carry beyond the archive: its header and message framing. */
+export const INSTALL_STREAM_OVERHEAD_BYTES = 1024 * 1024;
+
 /** A listening gRPC server and the steps of its orderly shutdown. */
 export interface RpcServer {
   /** The bound address: `host:port` with the real port, or `unix:/path`. */
@@ -96,7 +99,15 @@ export async function startRpcServer(options: RpcServerOptions): Promise<RpcServ
       ...(options.watchCap !== undefined && { watchCap: options.watchCap }),
       ...(options.logFollowCap !== undefined && { logFollowCap: options.logFollowCap }),
     }),
-    { toStatus: createErrorToStatus(options.logger), logger: options.logger },
+    {
+      toStatus: createErrorToStatus(options.logger),
+      logger: options.logger,
+      // The one client stream (InstallAgent) carries at most a package and its framing.
+      ...(options.backend.packages !== undefined && {
+        maxRequestStreamBytes:
+          options.backend.packages.maxPackageBytes + INSTALL_STREAM_OVERHEAD_BYTES,
+      }),
+    },
   );
   const health = addHealthAndReflection(server, [DeploymentService]);
   const creds = await credentials(options);
