@@ -225,6 +225,21 @@ function buildCommand(name: CommandName, values: Values, positionals: string[]):
         follow: values.follow === true,
         lines: count(values, "lines", "-n/--lines") ?? DEFAULT_LOG_LINES,
       };
+    case "install": {
+      const [target, ...extra] = positionals;
+      if (target === undefined || target === "")
+        throw new UsageError("missing package directory or archive");
+      if (extra.length > 0) throw new UsageError(`unexpected argument "${extra[0]}"`);
+      return {
+        name,
+        path: target,
+        force: values.force === true,
+        start: values.start === true,
+        timeoutMs: seconds(values, "timeout"),
+      };
+    }
+    case "remove":
+      return { name, agent: oneName(positionals), timeoutMs: seconds(values, "timeout") };
     case "shell":
       noNames(positionals);
       return { name };
@@ -404,7 +419,14 @@ export function parseShellCommand(
 ): { readonly command: ClientCommand } | { readonly error: string } {
   const [word, ...args] = words;
   if (word === undefined) return { error: "empty command" };
-  if (!isCommandName(word) || word === "shell" || word === "watch") {
+  // Packages are installed from the command line (a local path) and kept out of the shell.
+  if (
+    !isCommandName(word) ||
+    word === "shell" ||
+    word === "watch" ||
+    word === "install" ||
+    word === "remove"
+  ) {
     return { error: `unknown command "${word}"` };
   }
   const allowed = word === "logs" ? { lines: COMMANDS.logs.options.lines as OptionSpec } : {};

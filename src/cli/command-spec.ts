@@ -72,6 +72,16 @@ export type ClientCommand =
       readonly follow: boolean;
       readonly lines: number;
     }
+  | {
+      readonly name: "install";
+      /** An agent directory (packed by the CLI) or a `.tar.gz` / `.zip` archive. */
+      readonly path: string;
+      readonly force: boolean;
+      readonly start: boolean;
+      /** Deadline of the whole install; none when undefined. */
+      readonly timeoutMs: number | undefined;
+    }
+  | { readonly name: "remove"; readonly agent: string; readonly timeoutMs: number | undefined }
   | { readonly name: "shell" };
 
 export type CommandName = ClientCommand["name"];
@@ -260,6 +270,32 @@ export const COMMANDS: Readonly<Record<CommandName, CommandSpec>> = {
         help: `how many of the last lines to print first (default ${DEFAULT_LOG_LINES})`,
       },
     },
+  },
+  install: {
+    synopsis: "install <dir|archive> [--force] [--start]",
+    summary: "install an agent package on the server (a directory is packed first)",
+    description:
+      "Uploads an agent package to the server, which checks it, unpacks it into\n" +
+      "<state_dir>/packages/<name>/ and provisions it (npm ci, a .venv from requirements.txt).\n" +
+      "A directory is packed as .tar.gz, minus .git, node_modules, .venv, __pycache__ and\n" +
+      "what its .atollignore lists (gitignore patterns). Installing the same package again\n" +
+      "changes nothing. Prints: ✓ Agent <name> installed (sha256 <first 12 digits>…)",
+    options: {
+      force: { type: "boolean", help: "replace an agent installed from another package" },
+      start: {
+        type: "boolean",
+        help: "start the agent once installed (restart it when its package was replaced)",
+      },
+      timeout: TIMEOUT_OPTION,
+    },
+  },
+  remove: {
+    synopsis: "remove <name>",
+    summary: "stop an installed agent and delete its package",
+    description:
+      "Stops the agent gracefully and deletes its package from the server. Agents of the\n" +
+      "server's agents directory cannot be removed. Prints: ✓ Agent <name> removed",
+    options: { timeout: TIMEOUT_OPTION },
   },
   shell: {
     synopsis: "shell",

@@ -2,6 +2,7 @@
 
 import type { ClientCommand } from "./command-line.ts";
 import { deploy, restart, undeploy } from "./commands/agent-operation.ts";
+import { install, remove } from "./commands/install.ts";
 import { list } from "./commands/list.ts";
 import { logs } from "./commands/logs.ts";
 import { status } from "./commands/status.ts";
@@ -27,5 +28,9 @@ export function runCommand(ctx: CommandContext, command: SingleCommand): Promise
       return watch(ctx, command.agents, command.maxRetries);
     case "logs":
       return logs(ctx, command.agent, command.lines, command.follow);
+    case "install":
+      return install(ctx, command);
+    case "remove":
+      return remove(ctx, command.agent, command.timeoutMs);
   }
 }

@@ -284,6 +284,26 @@ export function restartedLine(agent: Agent, style: Style = PLAIN_STYLE): string 
   return `${style.green("✓")} Agent ${agent.name} restarted on port ${agent.port}`;
 }
 
+/**
+ * The success line of `install`: `✓ Agent <name> installed (sha256 <12 hex>…)`, `replaced`
+ * or `already installed` by the outcome, with ` and deployed on port <port>` when it runs.
+ */
+export function installedLine(
+  agent: Agent,
+  outcome: "installed" | "replaced" | "already installed",
+  style: Style = PLAIN_STYLE,
+): string {
+  const sha = agent.installedPackage?.sha256 ?? "";
+  const checksum = sha === "" ? "" : ` (sha256 ${sha.slice(0, 12)}…)`;
+  const running = agent.state === AgentState.RUNNING ? ` and deployed on port ${agent.port}` : "";
+  return `${style.green("✓")} Agent ${agent.name} ${outcome}${checksum}${running}`;
+}
+
+/** `✓ Agent <name> removed` */
+export function removedLine(agent: Agent, style: Style = PLAIN_STYLE): string {
+  return `${style.green("✓")} Agent ${agent.name} removed`;
+}
+
 /** `✗ Agent <name>: <cause>`, or `✗ <cause>` when no agent is concerned. */
 export function failureLine(agent: string | undefined, cause: string, style = PLAIN_STYLE): string {
   const mark = style.red("✗");

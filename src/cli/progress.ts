@@ -49,3 +49,52 @@ export function startProgress(
     },
   };
 }
+
+/** A progress bar of a known total; `update` sets the amount done. */
+export interface ProgressBar extends Progress {
+  update(done: number): void;
+}
+
+const NO_BAR: ProgressBar = { stop: () => {}, update: () => {} };
+const BAR_WIDTH = 24;
+
+/**
+ * Starts drawing `text [#####-----] 45% 4.5 MiB/10.0 MiB` on `stream` when `enabled`, redrawn at
+ * most every 80 ms with the latest `update`. Like the spinner, never drawn off a terminal.
+ * `format` renders an amount (bytes by default, as binary units).
+ */
+export function startProgressBar(
+  stream: TextSink,
+  text: string,
+  total: number,
+  enabled: boolean,
+  format: (amount: number) => string,
+): ProgressBar {
+  if (!enabled) return NO_BAR;
+  let done = 0;
+  let drawn = -1;
+  const draw = (): void => {
+    if (done === drawn) return;
+    drawn = done;
+    const fraction = total <= 0 ? 1 : Math.min(1, done / total);
+    const filled = Math.round(fraction * BAR_WIDTH);
+    const bar = `${"#".repeat(filled)}${"-".repeat(BAR_WIDTH - filled)}`;
+    const percent = `${Math.floor(fraction * 100)}%`.padStart(4);
+    stream.write(`\r\u001b[2K${text} [${bar}] ${percent} ${format(done)}/${format(total)}`);
+  };
+  draw();
+  const timer = setInterval(draw, FRAME_INTERVAL_MS);
+  timer.unref();
+  let stopped = false;
+  return {
+    update(amount) {
+      done = amount;
+    },
+    stop() {
+      if (stopped) return;
+      stopped = true;
+      clearInterval(timer);
+      stream.write("\r\u001b[2K");
+    },
+  };
+}

@@ -39,6 +39,30 @@ describe("parseCommandLine", () => {
     expect(client(["list", "--server", "h:1"], env).options.server).toBe("h:1");
   });
 
+  it("parses install with --force, --start and --timeout, and remove", () => {
+    expect(
+      client(["install", "./greeter", "--force", "--start", "--timeout", "30"]).command,
+    ).toEqual({
+      name: "install",
+      path: "./greeter",
+      force: true,
+      start: true,
+      timeoutMs: 30_000,
+    });
+    expect(client(["install", "pkg.zip"]).command).toMatchObject({ force: false, start: false });
+    expect(client(["remove", "greeter"]).command).toEqual({
+      name: "remove",
+      agent: "greeter",
+      timeoutMs: undefined,
+    });
+    expect(parse(["install"])).toMatchObject({
+      kind: "usage-error",
+      message: "install: missing package directory or archive",
+    });
+    expect(parse(["remove", "a", "b"])).toMatchObject({ kind: "usage-error" });
+    expect(parseShellCommand(["install", "x"])).toEqual({ error: 'unknown command "install"' });
+  });
+
   it("parses logs -f -n and its default", () => {
     expect(client(["logs", "a", "-f", "-n", "20"]).command).toEqual({
       name: "logs",
