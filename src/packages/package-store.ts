@@ -80,6 +80,8 @@ export interface PackageStoreOptions {
   readonly maxConcurrentInstalls?: number;
   /** Interpreter that makes virtual environments; default `python3`. */
   readonly python?: string;
+  /** Longest pause in an upload before it is refused, ms; default 60 s. */
+  readonly uploadIdleTimeoutMs?: number;
   /** Runs the provisioning steps; default `provision` (tests replace it to hold an install). */
   readonly provision?: (
     steps: readonly ProvisioningStep[],
@@ -185,6 +187,9 @@ export class PackageStore implements PackageInstaller {
         expectedBytes: header.sizeBytes,
         sha256: header.sha256,
         signal,
+        ...(this.#options.uploadIdleTimeoutMs !== undefined && {
+          idleTimeoutMs: this.#options.uploadIdleTimeoutMs,
+        }),
       });
       const format = detectFormat(received.head, header.format);
       const checked = await checkArchive(archive, format, this.#limits, signal);

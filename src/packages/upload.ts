@@ -18,6 +18,32 @@ export interface UploadOptions {
   /** The SHA-256 the client announced, lower-case hex. */
   readonly sha256: string;
   readonly signal: AbortSignal;
+  /**
+   * Longest wait for the next chunk, ms: a client that stops sending without closing is refused
+   * rather than holding an install slot and a staging file forever. Default 60 s.
+   */
+  readonly idleTimeoutMs?: number;
+}
+
+/** Default longest pause in an upload: 60 s. */
+export const DEFAULT_UPLOAD_IDLE_TIMEOUT_MS = 60_000;
+
+const STALLED = Symbol("stalled");
+
+/** The next chunk, or STALLED when none comes within `timeoutMs`. */
+async function nextWithin(
+  iterator: AsyncIterator<Uint8Array>,
+  timeoutMs: number,
+): Promise<IteratorResult<Uint8Array> | typeof STALLED> {
+  let timer: NodeJS.Timeout | undefined;
+  const stalled = new Promise<typeof STALLED>((resolve) => {
+    timer = setTimeout(() => resolve(STALLED), timeoutMs);
+  });
+  try {
+    return await Promise.race([iterator.next(), stalled]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 export interface ReceivedUpload {
@@ -43,9 +69,21 @@ export async function receiveUpload(
   const hash = createHash("sha256");
   const head = new Uint8Array(8);
   let bytes = 0;
+  const idleTimeoutMs = options.idleTimeoutMs ?? DEFAULT_UPLOAD_IDLE_TIMEOUT_MS;
+  const iterator = chunks[Symbol.asyncIterator]();
+  let finished = false;
   const handle = await open(options.file, "wx", 0o600);
   try {
-    for await (const chunk of chunks) {
+    for (;;) {
+      const next = await nextWithin(iterator, idleTimeoutMs);
+      if (next === STALLED) {
+        throw packageInvalid(`the upload stalled: no bytes for ${idleTimeoutMs / 1000} s`);
+      }
+      if (next.done === true) {
+        finished = true;
+        break;
+      }
+      const chunk = next.value;
       signal.throwIfAborted();
       if (bytes < head.length) head.set(chunk.subarray(0, head.length - bytes), bytes);
       bytes += chunk.length;
@@ -58,6 +96,8 @@ export async function receiveUpload(
     }
     signal.throwIfAborted();
   } finally {
+    // Not awaited: a source blocked in a read only sees it once that read settles.
+    if (!finished) iterator.return?.().catch(() => undefined);
     await handle.close();
   }
   if (bytes === 0) throw packageInvalid("the upload is empty");

@@ -7,6 +7,7 @@ import { lstat, mkdir, mkdtemp, readdir, rm, writeFile } from "node:fs/promises"
 import os from "node:os";
 import path from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
+import { AgentState } from "../../gen/atoll/deployment/v1/agent_pb.ts";
 import { isGroupAlive } from "../../src/platform/terminate-group.ts";
 import { Children, runCli } from "../cli/helpers.ts";
 import { tarGz } from "../packages/archives.ts";
@@ -131,5 +132,54 @@ describe("atoll-deploy install and remove", () => {
     const gone = await runCli(children, ["remove", "echoer", ...server]);
     expect(gone.code).toBe(1);
     expect(gone.stderr).toMatch(/AGENT_NOT_FOUND/);
+  });
+
+  it("brings an installed, deployed agent back after a daemon restart", {
+    timeout: 90_000,
+  }, async () => {
+    const ws = await workspace({});
+    cleanups.push(ws.cleanup);
+    const args = [
+      "--agents-dir",
+      ws.agentsDir,
+      "--state-dir",
+      ws.stateDir,
+      "--base-port",
+      String(basePort + 10),
+    ];
+    const first = await startDaemon(args);
+    daemons.push(first);
+    const source = await mkdtemp(path.join(os.tmpdir(), "atoll-src-"));
+    cleanups.push(() => rm(source, { recursive: true, force: true }));
+    const dir = path.join(source, "keeper");
+    await mkdir(dir);
+    await writeFile(
+      path.join(dir, "agent.toml"),
+      '[llm]\nmodel = "echo"\n[deployment]\nstop_timeout = 5\n',
+    );
+    const installed = await runCli(children, [
+      "install",
+      dir,
+      "--start",
+      "--server",
+      first.address,
+    ]);
+    expect(installed.stdout).toMatch(
+      /^✓ Agent keeper installed \(sha256 [0-9a-f]{12}…\) and deployed on port \d+\n$/,
+    );
+    const sha = (await first.client.getStatus({ name: "keeper" })).agent?.installedPackage?.sha256;
+    daemons.splice(daemons.indexOf(first), 1);
+    expect(await first.stop("SIGTERM")).toBe(0);
+
+    const second = await startDaemon(args);
+    daemons.push(second);
+    // Event-driven: watch until the restored agent is RUNNING.
+    for await (const event of second.client.watchHealth({ names: ["keeper"] })) {
+      const agent = event.agent;
+      if (agent?.state !== AgentState.RUNNING) continue;
+      pids.add(agent.pid);
+      expect(agent.installedPackage?.sha256).toBe(sha);
+      break;
+    }
   });
 });

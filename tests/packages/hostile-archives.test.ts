@@ -200,6 +200,31 @@ describe("uploads that do not add up", () => {
     await refused(archive, /more than the \d+ bytes announced/, { sizeBytes: archive.length - 1 });
   });
 
+  it("refuses an upload that stalls, and frees its slot", async () => {
+    await h.close();
+    h = await createPackageHarness({
+      store: { uploadIdleTimeoutMs: 200, maxConcurrentInstalls: 1 },
+    });
+    const archive = tarOf();
+    async function* stalls() {
+      yield archive.subarray(0, 10);
+      await new Promise(() => {});
+    }
+    const header = {
+      sha256: sha256(archive),
+      force: false,
+      start: false,
+      format: undefined,
+      sizeBytes: undefined,
+    };
+    await expect(h.store.install(header, stalls(), new AbortController().signal)).rejects.toThrow(
+      /the upload stalled: no bytes for 0.2 s/,
+    );
+    expect(await h.tree()).toEqual(EMPTY_TREE);
+    // The one slot is free again.
+    await refused(archive, /checksum mismatch/, { sha256: sha256(Buffer.from("x")) });
+  });
+
   it("leaves nothing behind when the upload is cut mid-stream", async () => {
     const archive = tarOf({ name: "evil/blob", content: new Uint8Array(300_000).fill(7) });
     const controller = new AbortController();
