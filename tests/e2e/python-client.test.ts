@@ -82,6 +82,15 @@ describe("a Python grpcio client", () => {
     expect(result.watch.states[0][0]).toBe("AGENT_STATE_RUNNING");
     expect(result.watch.states.at(-1)[1]).toBe("AGENT_STATE_RUNNING");
     expect(result.undeployed).toEqual({ state: "AGENT_STATE_STOPPED", port: 0 });
+    expect(result.packages).toMatchObject({
+      outcome: "INSTALL_OUTCOME_INSTALLED",
+      name: "py-installed",
+      source: "AGENT_SOURCE_PACKAGE",
+      sha256_matches: true,
+      again: "INSTALL_OUTCOME_ALREADY_INSTALLED",
+      hostile: { code: "INVALID_ARGUMENT", reason: "PACKAGE_INVALID" },
+      removed: "AGENT_STATE_DISCOVERED",
+    });
     expect(result.health).toEqual(["SERVING", "SERVING"]);
     expect(result.reflection.services).toEqual([
       "atoll.deployment.v1.DeploymentService",
@@ -95,6 +104,8 @@ describe("a Python grpcio client", () => {
       "ListAgents",
       "StreamLogs",
       "WatchHealth",
+      "InstallAgent",
+      "RemoveAgent",
     ]);
     expect(isGroupAlive(result.deployed.pid)).toBe(false);
   });

@@ -133,9 +133,56 @@ def main():
             stub, pb, args.agent, restarted.pid, state_name, agent_pb2.AGENT_STATE_RUNNING)
         stopped = stub.Undeploy(pb.UndeployRequest(name=args.agent), timeout=60).agent
         result["undeployed"] = {"state": state_name(stopped.state), "port": stopped.port}
+        result["packages"] = install_and_remove(stub, pb, agent_pb2, state_name, grpc)
         result["health"] = check_health(channel)
         result["reflection"] = reflect(channel)
     print(json.dumps(result))
+
+
+def install_and_remove(stub, pb, agent_pb2, state_name, grpc):
+    """InstallAgent (client streaming: a header, then chunks), a hostile archive, RemoveAgent."""
+    import hashlib
+    import io
+    import tarfile
+
+    def archive(files):
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+            for name, data in files:
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+        return buffer.getvalue()
+
+    def install(data):
+        def requests():
+            header = pb.InstallAgentHeader(
+                sha256=hashlib.sha256(data).hexdigest(), size_bytes=len(data))
+            yield pb.InstallAgentRequest(header=header)
+            for at in range(0, len(data), 4096):
+                yield pb.InstallAgentRequest(chunk=data[at:at + 4096])
+        return stub.InstallAgent(requests(), timeout=60)
+
+    good = archive([
+        ("py-installed/agent.toml", b'[llm]\nmodel = "echo"\n'),
+        ("py-installed/data.bin", os.urandom(20000)),
+    ])
+    response = install(good)
+    out = {
+        "outcome": pb.InstallOutcome.Name(response.outcome),
+        "name": response.agent.name,
+        "source": agent_pb2.AgentSource.Name(response.agent.source),
+        "sha256_matches": response.agent.installed_package.sha256 == hashlib.sha256(good).hexdigest(),
+        "again": pb.InstallOutcome.Name(install(good).outcome),
+    }
+    try:
+        install(archive([("evil/agent.toml", b""), ("evil/../../escaped", b"x")]))
+        out["hostile"] = {"code": "OK"}
+    except grpc.RpcError as err:
+        out["hostile"] = error_details(err)
+    removed = stub.RemoveAgent(pb.RemoveAgentRequest(name="py-installed"), timeout=60).agent
+    out["removed"] = state_name(removed.state)
+    return out
 
 
 def watch_through_server_restart(server):

@@ -539,7 +539,8 @@ export const RemoveAgentRequestSchema: GenMessage<RemoveAgentRequest> = /*@__PUR
  */
 export type RemoveAgentResponse = Message<"atoll.deployment.v1.RemoveAgentResponse"> & {
   /**
-   * The agent's last status (STOPPED); the server no longer knows it.
+   * The agent's last status: STOPPED, or as it was when it was not live
+   * (DISCOVERED, FAILED, ...). The server no longer knows it.
    *
    * @generated from field: atoll.deployment.v1.Agent agent = 1;
    */
