@@ -281,8 +281,8 @@ export class PackageStore implements PackageInstaller {
     } catch (error) {
       await rm(versionDir, { recursive: true, force: true });
       await rm(metaFile, { force: true });
-      if (current === undefined)
-        await rm(this.layout.versions(name), { recursive: true, force: true });
+      // Removes .store/<name> too when nothing else is there or in use (a first install).
+      await this.#collectHeld(name);
       throw error;
     }
     logger.info("agent package installed", {

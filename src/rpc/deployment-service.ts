@@ -106,6 +106,11 @@ async function* archiveChunks(
   }
 }
 
+/** Ends the request stream when a handler stops reading it early (the adapter discards the rest). */
+function release(requests: AsyncIterator<InstallRequest>): void {
+  requests.return?.().catch(() => undefined);
+}
+
 const OUTCOME: Readonly<Record<DomainInstallOutcome, InstallOutcome>> = {
   INSTALLED: InstallOutcome.INSTALLED,
   REPLACED: InstallOutcome.REPLACED,
@@ -173,10 +178,15 @@ export function createDeploymentService(
           "InstallAgent: the first message must be a header with the archive's sha256",
         );
       }
-      const header = uploadHeader(first.value.payload.value);
-      // A drain cancels an install like a client would: nothing is left half-installed.
-      const signal = AbortSignal.any([context.signal, shutdownSignal]);
-      const result = await packages.install(header, archiveChunks(iterator), signal);
+      let result: Awaited<ReturnType<PackageInstaller["install"]>>;
+      try {
+        const header = uploadHeader(first.value.payload.value);
+        // A drain cancels an install like a client would: nothing is left half-installed.
+        const signal = AbortSignal.any([context.signal, shutdownSignal]);
+        result = await packages.install(header, archiveChunks(iterator), signal);
+      } finally {
+        release(iterator);
+      }
       const rest = toBinary(
         InstallAgentResponseSchema,
         create(InstallAgentResponseSchema, { outcome: OUTCOME[result.outcome] }),

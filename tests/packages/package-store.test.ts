@@ -1,4 +1,4 @@
-import { readFile, readlink } from "node:fs/promises";
+import { readFile, readlink, rm } from "node:fs/promises";
 import path from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import type { ProvisioningStep } from "../../src/core/agent-status.ts";
@@ -185,6 +185,30 @@ describe("installing a package", () => {
     );
     expect((aborted as DOMException).name).toBe("AbortError");
     expect(await h.tree()).toEqual(EMPTY_TREE);
+  });
+
+  it("never deletes the files of a live agent when a later install of its name fails", async () => {
+    let failProvisioning = false;
+    h = await createPackageHarness({
+      store: {
+        provision: async () => {
+          if (failProvisioning) throw new DeployError("PROVISIONING_FAILED", "npm exploded");
+        },
+      },
+    });
+    const { status } = await h.install(greeter("1"), { start: true });
+    const runningDir = path.dirname(status.configPath);
+    // The link goes by hand; the agent keeps running from its version.
+    await rm(path.join(h.stateDir, "packages", "greeter"));
+    await h.catalog.refreshPackages();
+    expect(h.registry.status("greeter")).toMatchObject({
+      state: "RUNNING",
+      definitionRemoved: true,
+    });
+    failProvisioning = true;
+    expect((await failure(h.install(greeter("2")))).code).toBe("PROVISIONING_FAILED");
+    expect(await readFile(path.join(runningDir, "VERSION"), "utf8")).toBe("1");
+    expect(h.registry.status("greeter").state).toBe("RUNNING");
   });
 
   it("finds installed packages again after a restart, with their source", async () => {
