@@ -11,7 +11,7 @@
  * changed, and both are removed on any failure or abort: a refused or interrupted install
  * leaves nothing behind.
  */
-import { mkdir, mkdtemp, readdir, readlink, rm } from "node:fs/promises";
+import { mkdir, mkdtemp, readdir, rm } from "node:fs/promises";
 import path from "node:path";
 import { parseAgentDefinition } from "../config/parse-definition.ts";
 import type {
@@ -39,6 +39,7 @@ import {
   detectFormat,
   extractArchive,
 } from "./archive-reader.ts";
+import { NameLocks } from "./name-locks.ts";
 import { PackageLayout, readMeta, writeMeta } from "./package-layout.ts";
 import {
   DEFAULT_PROVISION_TIMEOUT_MS,
@@ -47,6 +48,7 @@ import {
   provision,
 } from "./provision.ts";
 import { receiveUpload } from "./upload.ts";
+import { collectVersions } from "./version-collector.ts";
 
 /** What the store needs from the rest of the daemon. */
 export interface PackageHost {
@@ -89,21 +91,12 @@ export interface PackageStoreOptions {
   ) => Promise<void>;
 }
 
-type Operation = "install" | "remove" | "collect";
-
-interface Held {
-  readonly operation: Operation;
-  readonly done: Promise<void>;
-}
-
 export class PackageStore implements PackageInstaller {
   readonly maxPackageBytes: number;
   readonly layout: PackageLayout;
   readonly #options: PackageStoreOptions;
   readonly #limits: PackageLimits;
-  readonly #held = new Map<string, Held>();
-  /** Names whose collection was skipped while they were held: collected on release. */
-  readonly #collectLater = new Set<string>();
+  readonly #locks: NameLocks;
   #active = 0;
   #unsubscribe: (() => void) | undefined;
 
@@ -111,6 +104,7 @@ export class PackageStore implements PackageInstaller {
     this.#options = options;
     this.maxPackageBytes = options.maxPackageBytes;
     this.layout = new PackageLayout(options.stateDir);
+    this.#locks = new NameLocks((name) => this.#collectHeld(name));
     this.#limits = {
       maxPackageBytes: options.maxPackageBytes,
       maxUnpackedBytes: options.maxUnpackedBytes ?? MAX_UNPACKED_BYTES,
@@ -194,7 +188,7 @@ export class PackageStore implements PackageInstaller {
       const format = detectFormat(received.head, header.format);
       const checked = await checkArchive(archive, format, this.#limits, signal);
       const name = this.#definedName(checked);
-      return await this.#holding(name, "install", () =>
+      return await this.#locks.hold(name, "install", () =>
         this.#installNamed(name, header, archive, staging ?? "", checked, received.bytes, signal),
       );
     } finally {
@@ -322,7 +316,7 @@ export class PackageStore implements PackageInstaller {
       // The backend words the refusal of a malformed name (INVALID_AGENT_NAME).
       this.#options.host.backend.status(name);
     }
-    return this.#holding(name, "remove", () => this.#removeNamed(name));
+    return this.#locks.hold(name, "remove", () => this.#removeNamed(name));
   }
 
   async #removeNamed(name: string): Promise<AgentStatus> {
@@ -364,41 +358,9 @@ export class PackageStore implements PackageInstaller {
     return last;
   }
 
-  /**
-   * Runs `work` holding `name`: an install or remove while another holds it fails at once with
-   * INSTALL_IN_PROGRESS; a collection holding it is waited for (it is quick).
-   */
-  async #holding<T>(name: string, operation: Operation, work: () => Promise<T>): Promise<T> {
-    for (;;) {
-      const held = this.#held.get(name);
-      if (held === undefined) break;
-      if (held.operation !== "collect") {
-        throw new DeployError(
-          "INSTALL_IN_PROGRESS",
-          `another ${held.operation} of agent ${name} is under way; try again when it has finished`,
-          { agent: name },
-        );
-      }
-      await held.done;
-    }
-    let release: () => void = () => {};
-    this.#held.set(name, { operation, done: new Promise<void>((resolve) => (release = resolve)) });
-    try {
-      return await work();
-    } finally {
-      this.#held.delete(name);
-      release();
-      if (this.#collectLater.delete(name)) void this.#collect(name);
-    }
-  }
-
-  /** Collects `name` unless an install or remove holds it (it is then collected on release). */
+  /** Collects `name`'s old versions now or after the operation holding it; logs a failure. */
   async #collect(name: string): Promise<void> {
-    if (this.#held.has(name)) {
-      this.#collectLater.add(name);
-      return;
-    }
-    await this.#holding(name, "collect", () => this.#collectHeld(name)).catch((error: unknown) =>
+    await this.#locks.collect(name).catch((error: unknown) =>
       this.#options.logger.warn("collecting old package versions failed", {
         agent: name,
         error: String(error),
@@ -406,51 +368,8 @@ export class PackageStore implements PackageInstaller {
     );
   }
 
-  /** Deletes the versions of `name` that are neither installed nor run by its live agent. */
-  async #collectHeld(name: string): Promise<void> {
-    const dir = this.layout.versions(name);
-    let entries: string[];
-    try {
-      entries = await readdir(dir);
-    } catch {
-      return;
-    }
-    const keep = new Set<string>();
-    const current = await this.layout.current(name);
-    if (current !== undefined) keep.add(path.basename(current));
-    for (const version of await this.#versionsInUse(name)) keep.add(version);
-    for (const entry of entries) {
-      const version = entry.endsWith(".json") ? entry.slice(0, -".json".length) : entry;
-      if (!keep.has(version)) await rm(path.join(dir, entry), { recursive: true, force: true });
-    }
-    if (keep.size === 0) await rm(dir, { recursive: true, force: true });
-  }
-
-  /**
-   * Versions a live agent of `name` may still need: the one its definition in effect comes
-   * from (also in BACKOFF, before it is started again), and its process's working directory
-   * (an agent adopted after a daemon restart may run a version older than its definition).
-   */
-  async #versionsInUse(name: string): Promise<string[]> {
-    let status: AgentStatus;
-    try {
-      status = this.#options.host.backend.status(name);
-    } catch {
-      return [];
-    }
-    if (!isLive(status.state)) return [];
-    const versions = [this.#versionOf(name, path.dirname(status.configPath))];
-    if (status.pid > 0) {
-      try {
-        versions.push(this.#versionOf(name, await readlink(`/proc/${status.pid}/cwd`)));
-      } catch {
-        // The process is gone or /proc is unreadable: its definition's version is kept above.
-      }
-    }
-    return versions.filter((version) => version !== undefined);
-  }
-
-  #versionOf(name: string, dir: string): string | undefined {
-    return path.dirname(dir) === this.layout.versions(name) ? path.basename(dir) : undefined;
+  /** Collects `name`'s old versions; the caller holds the name. */
+  #collectHeld(name: string): Promise<void> {
+    return collectVersions(this.layout, this.#options.host.backend, name);
   }
 }

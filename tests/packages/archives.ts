@@ -111,7 +111,7 @@ ${name === undefined ? "" : `name = "${name}"\n`}version = "1.0.0"
 [deployment]
 command = ${JSON.stringify(command)}
 health_check_interval = 0.2
-start_timeout = 10
+start_timeout = 30
 stop_timeout = 2
 ${extra}
 `;
