@@ -131,6 +131,25 @@ describe("installing a package", () => {
       .toBe(false);
   });
 
+  it("reports a start that fails after the install, which stays installed", async () => {
+    h = await createPackageHarness();
+    const crashing = tarGz([
+      {
+        name: "crasher/agent.toml",
+        content: packageToml(
+          undefined,
+          FAULT_COMMAND,
+          '[deployment.env]\nFAULT = "crash-at-start"',
+        ),
+      },
+    ]);
+    const error = await failure(h.install(crashing, { start: true }));
+    expect(error.code).toBe("AGENT_EXITED_DURING_START");
+    expect(error.message).toMatch(/^agent crasher is installed, but it did not start: /);
+    expect(error.metadata).toMatchObject({ agent: "crasher", installed: "true" });
+    expect(h.registry.status("crasher").installedPackage?.sha256).toBe(sha256(crashing));
+  });
+
   it("restarts a live agent when a replacement is installed with start", async () => {
     h = await createPackageHarness();
     const first = await h.install(greeter("1"), { start: true });
