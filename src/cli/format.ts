@@ -151,9 +151,9 @@ export interface WatchLineOptions extends FormatOptions {
 /**
  * The `status` block: `Agent`, `Status`, `Port`, `PID`, `Started`, `Health`, `Restarts`,
  * `Config`; `Reason` (`state_reason: state_message`) when the agent is not RUNNING;
- * `Next retry` in BACKOFF; then optional details (`Version`, `Memory`, `Last exit`,
- * `Log`, `Instance` and `Host` (a pod and its node), `Warning`, `Note`) when the server knows
- * them. Ends with a newline.
+ * `Next retry` in BACKOFF; then optional details (`Version`, `Package` for an installed
+ * package, `Memory`, `Last exit`, `Log`, `Instance` and `Host` (a pod and its node), `Warning`,
+ * `Note`) when the server knows them. Ends with a newline.
  */
 export function formatStatus(agent: Agent, nowMs: number, options: FormatOptions = {}): string {
   const style = options.style ?? PLAIN_STYLE;
@@ -179,6 +179,12 @@ export function formatStatus(agent: Agent, nowMs: number, options: FormatOptions
     lines.push(row("Next retry", formatTimeWithAge(agent.nextRestartTime, nowMs)));
   }
   if (agent.version !== "") lines.push(row("Version", agent.version));
+  const installed = agent.installedPackage;
+  if (installed !== undefined) {
+    const when =
+      installed.installTime === undefined ? "" : ` ${formatTimestamp(installed.installTime)}`;
+    lines.push(row("Package", `installed${when}, sha256 ${installed.sha256}`));
+  }
   if (agent.memoryBytes > 0n) lines.push(row("Memory", formatBytes(agent.memoryBytes)));
   if (agent.lastExit !== undefined) lines.push(row("Last exit", formatExit(agent.lastExit)));
   if (agent.logPath !== "") lines.push(row("Log", agent.logPath));

@@ -119,6 +119,19 @@ describe("status block", () => {
     expect(text).toContain("Last exit:  exit code 3 at 2025-06-01T12:00:00Z\n");
   });
 
+  it("names the package of an installed agent", () => {
+    const text = formatStatus(
+      agent({
+        name: "greeter",
+        installedPackage: { sha256: "ab".repeat(32), installTime: timestampFromMs(T0_MS) },
+      }),
+      T0_MS,
+    );
+    expect(text).toContain(
+      `Package:    installed 2025-06-01T12:00:00Z, sha256 ${"ab".repeat(32)}\n`,
+    );
+  });
+
   it("shows a dash for a stopped agent without a reason", () => {
     const text = formatStatus(agent({ name: "alpha" }), T0_MS);
     expect(text).toContain("Status:     DISCOVERED\n");
