@@ -286,6 +286,9 @@ function clientStreamingMethod(
         },
       );
       signal?.addEventListener("abort", onAbort, { once: true });
+      // A write the call can no longer take may surface as an 'error' on the stream; the call's
+      // outcome always comes through the callback above, and an unheard 'error' would crash.
+      call.on("error", () => {});
       const pump = async (): Promise<void> => {
         try {
           for await (const init of requests) {
