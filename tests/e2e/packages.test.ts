@@ -3,6 +3,7 @@
  * into the real daemon, the bundled atoll-agent runs it and answers a prompt with the echo
  * model, a hostile archive leaves nothing behind, and remove takes the process and the files.
  */
+import { randomBytes } from "node:crypto";
 import { lstat, mkdir, mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
@@ -181,5 +182,34 @@ describe("atoll-deploy install and remove", () => {
       expect(agent.installedPackage?.sha256).toBe(sha);
       break;
     }
+  });
+
+  it("refuses a package over --max-package-bytes before it is sent", {
+    timeout: 60_000,
+  }, async () => {
+    const ws = await workspace({});
+    cleanups.push(ws.cleanup);
+    const daemon = await startDaemon([
+      "--agents-dir",
+      ws.agentsDir,
+      "--state-dir",
+      ws.stateDir,
+      "--max-package-bytes",
+      "2KiB",
+    ]);
+    daemons.push(daemon);
+    const source = await mkdtemp(path.join(os.tmpdir(), "atoll-src-"));
+    cleanups.push(() => rm(source, { recursive: true, force: true }));
+    const dir = path.join(source, "bulky");
+    await mkdir(dir);
+    await writeFile(path.join(dir, "agent.toml"), '[llm]\nmodel = "echo"\n');
+    await writeFile(path.join(dir, "noise.bin"), randomBytes(16 * 1024));
+    const refused = await runCli(children, ["install", dir, "--server", daemon.address]);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toMatch(
+      /^✗ Agent bulky: package refused: the archive is larger than max_package_bytes, 2048 bytes \(\d+ bytes announced\) \(PACKAGE_INVALID\)\n$/,
+    );
+    expect(await readdir(path.join(ws.stateDir, "packages", ".store"))).toEqual([]);
+    expect(await readdir(path.join(ws.stateDir, "packages", ".staging"))).toEqual([]);
   });
 });
