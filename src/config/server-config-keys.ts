@@ -21,6 +21,7 @@ export type ServerConfigKey =
   | "tls_key"
   | "tls_client_ca"
   | "log_level"
+  | "http_listen"
   | "max_package_bytes"
   | "backend"
   | "kubeconfig"
@@ -144,6 +145,13 @@ export const SERVER_CONFIG_KEYS: readonly ServerConfigKeyInfo[] = Object.freeze(
   row("tls_key", "--tls-key", "path", "none", "TLS private key (PEM)"),
   row("tls_client_ca", "--tls-client-ca", "path", "none", "CA for client certificates: mutual TLS"),
   row("log_level", "--log-level", "string", "info", "daemon log level", { choices: LOG_LEVELS }),
+  row(
+    "http_listen",
+    "--http-listen",
+    "string",
+    "127.0.0.1:50052",
+    "HTTP address of the dashboard, /metrics and the Connect/gRPC-Web API, host:port or off",
+  ),
   row(
     "max_package_bytes",
     "--max-package-bytes",

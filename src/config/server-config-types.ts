@@ -31,6 +31,11 @@ export interface ServerConfig {
   readonly tlsKey: string | undefined;
   readonly tlsClientCa: string | undefined;
   readonly logLevel: "debug" | "info" | "warn" | "error";
+  /**
+   * HTTP address of the dashboard, `/metrics` and the Connect / gRPC-Web API (`host:port`, port 0
+   * picks a free one); default "127.0.0.1:50052"; undefined when `http_listen` is `off`.
+   */
+  readonly httpListen: string | undefined;
   /** Largest agent package (SPEC §12) accepted, compressed, in bytes; default 100 MiB. */
   readonly maxPackageBytes: number;
   /** Where agents run: `local` (default) or `kubernetes` (SPEC §11). */

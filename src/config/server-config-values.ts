@@ -149,6 +149,7 @@ function checkString(
     );
   }
   if (info.key === "listen") return checkListen(raw, origin, paths);
+  if (info.key === "http_listen") return checkHttpListen(raw, origin);
   return raw;
 }
 
@@ -178,18 +179,36 @@ function checkListen(raw: string, origin: ValueOrigin, paths: PathContext): stri
     }
     return `unix:${absolute}`;
   }
-  const match = /^(\[([^\]]+)\]|[^:[\]]+):(\d{1,5})$/.exec(raw);
-  const host = match?.[2] ?? match?.[1];
-  const port = Number(match?.[3]);
-  const hostOk =
-    host !== undefined && (match?.[2] === undefined ? isValidHost(host) : isIP(host) === 6);
-  if (!hostOk || !(port >= 0 && port <= 65535)) {
+  if (!isHostPort(raw)) {
     return failAt(
       origin,
       `must be host:port (port 0-65535, IPv6 as [addr]:port) or unix:/path, got ${describeValue(raw)}`,
     );
   }
   return raw;
+}
+
+/** `host:port` with port 0-65535, the host a name or an address, IPv6 in brackets. */
+function isHostPort(raw: string): boolean {
+  const match = /^(\[([^\]]+)\]|[^:[\]]+):(\d{1,5})$/.exec(raw);
+  const host = match?.[2] ?? match?.[1];
+  const port = Number(match?.[3]);
+  const hostOk =
+    host !== undefined && (match?.[2] === undefined ? isValidHost(host) : isIP(host) === 6);
+  return hostOk && port >= 0 && port <= 65535;
+}
+
+/** The value of `http_listen` that turns the HTTP listener off. */
+export const HTTP_LISTEN_OFF = "off";
+
+/** `host:port` (port 0 binds any free port) or `off` in any case, returned lower-cased. */
+function checkHttpListen(raw: string, origin: ValueOrigin): string {
+  if (raw.toLowerCase() === HTTP_LISTEN_OFF) return HTTP_LISTEN_OFF;
+  if (isHostPort(raw)) return raw;
+  return failAt(
+    origin,
+    `must be host:port (port 0-65535, IPv6 as [addr]:port) or off, got ${describeValue(raw)}`,
+  );
 }
 
 const HOST_LABEL = /^[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?$/;

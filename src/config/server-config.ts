@@ -30,6 +30,7 @@ import {
   type ConfigValue,
   convertValue,
   failAt,
+  HTTP_LISTEN_OFF,
   resolvePath,
   type ValueOrigin,
 } from "./server-config-values.ts";
@@ -179,6 +180,7 @@ function buildConfig(
   }
 
   const healthCheckIntervalS = get<number>("health_check_interval") ?? 30;
+  const httpListen = get<string>("http_listen") ?? "127.0.0.1:50052";
   return Object.freeze({
     enabled: get<boolean>("enabled") ?? true,
     host: get<string>("host") ?? "localhost",
@@ -196,6 +198,7 @@ function buildConfig(
     tlsKey,
     tlsClientCa,
     logLevel: get<ServerConfig["logLevel"]>("log_level") ?? "info",
+    httpListen: httpListen === HTTP_LISTEN_OFF ? undefined : httpListen,
     maxPackageBytes: get<number>("max_package_bytes") ?? DEFAULT_MAX_PACKAGE_BYTES,
     backend: get<ServerConfig["backend"]>("backend") ?? "local",
     kubeconfig: get<string>("kubeconfig"),
@@ -310,6 +313,7 @@ export function describeConfig(
     tls_key: config.tlsKey,
     tls_client_ca: config.tlsClientCa,
     log_level: config.logLevel,
+    http_listen: config.httpListen ?? HTTP_LISTEN_OFF,
     max_package_bytes: `${config.maxPackageBytes} bytes`,
     backend: config.backend,
     kubeconfig: config.kubeconfig,

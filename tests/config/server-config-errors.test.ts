@@ -88,6 +88,14 @@ describe("loadServerConfig errors", () => {
     ["agents_directory", "", "must not be empty"],
     ["state_dir", ["a"], "must be a string, got an array"],
     ["log_level", "verbose", 'must be one of debug, info, warn, error, got "verbose"'],
+    [
+      "http_listen",
+      "50052",
+      'must be host:port (port 0-65535, IPv6 as [addr]:port) or off, got "50052"',
+    ],
+    ["http_listen", "unix:/run/atoll-http.sock", "or off, got"],
+    ["http_listen", "localhost:70000", "or off, got"],
+    ["http_listen", false, "must be a string, got false"],
   ])("refuses deployment.%s = %j in the file", async (key, value, problem) => {
     const file = await writeDefaultFile({ deployment: { [key]: value } });
     const error = configError(() => load());

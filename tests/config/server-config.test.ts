@@ -27,6 +27,7 @@ describe("loadServerConfig defaults", () => {
       tlsKey: undefined,
       tlsClientCa: undefined,
       logLevel: "info",
+      httpListen: "127.0.0.1:50052",
       maxPackageBytes: 100 * 1024 * 1024,
       backend: "local",
       kubeconfig: undefined,
@@ -105,6 +106,7 @@ describe("loadServerConfig sources", () => {
         tls_key: "key.pem",
         tls_client_ca: "ca.pem",
         log_level: "DEBUG",
+        http_listen: "[::1]:8080",
         max_package_bytes: "10MiB",
         backend: "local",
         kubeconfig: null,
@@ -131,6 +133,7 @@ describe("loadServerConfig sources", () => {
       tlsKey: path.join(dirs.cwd, "key.pem"),
       tlsClientCa: path.join(dirs.cwd, "ca.pem"),
       logLevel: "debug",
+      httpListen: "[::1]:8080",
       maxPackageBytes: 10 * 1024 * 1024,
       backend: "local",
       kubeconfig: undefined,
@@ -214,6 +217,26 @@ describe("loadServerConfig sources", () => {
     expect(load({ flags: { listen } }).config.listen).toBe(expected);
   });
 
+  it.each([
+    ["[::1]:50052", "[::1]:50052"],
+    ["127.0.0.1:0", "127.0.0.1:0"],
+    ["0.0.0.0:8080", "0.0.0.0:8080"],
+    ["off", undefined],
+    ["OFF", undefined],
+  ])("accepts http_listen %j", (httpListen, expected) => {
+    expect(load({ flags: { http_listen: httpListen } }).config.httpListen).toBe(expected);
+  });
+
+  it("reads http_listen from the file and the environment, and shows off as off", async () => {
+    await writeDefaultFile({ deployment: { http_listen: "off" } });
+    const fromFile = load();
+    expect(fromFile.config.httpListen).toBeUndefined();
+    expect(describeConfig(fromFile.config, fromFile.sources)).toContain("http_listen = off (file)");
+    const fromEnv = load({ env: { ATOLL_DEPLOY_HTTP_LISTEN: "localhost:0" } });
+    expect(fromEnv.config.httpListen).toBe("localhost:0");
+    expect(fromEnv.sources.http_listen).toBe("env");
+  });
+
   it.each(["::1", "127.0.0.1", "agents.internal", "my_host"])("accepts host %j", (host) => {
     expect(load({ flags: { host } }).config.host).toBe(host);
   });
@@ -246,7 +269,7 @@ describe("describeConfig", () => {
     });
     const text = describeConfig(loaded.config, loaded.sources);
     const lines = text.split("\n");
-    expect(lines).toHaveLength(20);
+    expect(lines).toHaveLength(21);
     expect(lines).toContain("base_port = 8100 (default)");
     expect(lines).toContain("health_check_interval = 0.5 s (env)");
     expect(lines).toContain("auth_token_file = /etc/atoll/token (flag)");
