@@ -1,8 +1,10 @@
 /**
- * Bearer-token authentication (SPEC §3 `auth_token_file`): a grpc-js server interceptor that
- * lets a call through only when its `authorization` header is `Bearer <token>`, answering
- * UNAUTHENTICATED (with ErrorInfo reason `UNAUTHENTICATED`) before any handler runs. Health
- * checks are exempt so standard probes keep working.
+ * Bearer-token authentication (SPEC §3 `auth_token_file`). The check itself is
+ * transport-neutral (`checkAuthorization`, one `authorization` header value against the token,
+ * compared in constant time): the grpc-js server interceptor here and the HTTP listener
+ * (`src/http/`) both use it, so both answer UNAUTHENTICATED (ErrorInfo reason `UNAUTHENTICATED`)
+ * with the same messages before any handler runs. Health checks are exempt so standard probes
+ * keep working.
  */
 import { createHash, timingSafeEqual } from "node:crypto";
 import {
@@ -13,6 +15,7 @@ import {
   ServerListenerBuilder,
 } from "@grpc/grpc-js";
 import { DeployError } from "../core/errors.ts";
+import type { CallObserver } from "./call-observer.ts";
 import { deployErrorToStatus } from "./error-mapping.ts";
 import { HEALTH_SERVICE_NAME } from "./health-and-reflection.ts";
 
@@ -21,6 +24,8 @@ export interface BearerAuthOptions {
   readonly token: string;
   /** Fully qualified services callable without a token. Default: `grpc.health.v1.Health`. */
   readonly exemptServices?: readonly string[];
+  /** Told of every call refused for want of the right token (the metrics hook). */
+  readonly observer?: CallObserver;
 }
 
 function digest(value: string): Buffer {
@@ -36,17 +41,28 @@ export function tokensEqual(presented: string, expected: string): boolean {
   return timingSafeEqual(digest(presented), digest(expected));
 }
 
-/** The token of an `authorization: Bearer <token>` header, or undefined when absent or not Bearer. */
-export function bearerToken(metadata: Metadata): string | undefined {
-  const value = metadata.get("authorization")[0];
-  if (typeof value !== "string") return undefined;
-  const match = /^Bearer[ \t]+(\S+)[ \t]*$/i.exec(value);
+/** The token of an `authorization` header value `Bearer <token>`, or undefined when absent or not Bearer. */
+export function bearerTokenOf(header: string | null | undefined): string | undefined {
+  if (typeof header !== "string") return undefined;
+  const match = /^Bearer[ \t]+(\S+)[ \t]*$/i.exec(header);
   return match?.[1];
 }
 
-/** Checks one call's headers: undefined when allowed, else the error to answer with. */
-export function checkBearer(metadata: Metadata, token: string): DeployError | undefined {
-  const presented = bearerToken(metadata);
+/** The token of an `authorization: Bearer <token>` header, or undefined when absent or not Bearer. */
+export function bearerToken(metadata: Metadata): string | undefined {
+  const value = metadata.get("authorization")[0];
+  return typeof value === "string" ? bearerTokenOf(value) : undefined;
+}
+
+/**
+ * The one authentication check of every transport: undefined when the `authorization` header
+ * value carries `token`, else the UNAUTHENTICATED error to answer with.
+ */
+export function checkAuthorization(
+  header: string | null | undefined,
+  token: string,
+): DeployError | undefined {
+  const presented = bearerTokenOf(header);
   if (presented === undefined) {
     return new DeployError("UNAUTHENTICATED", "missing bearer token in the authorization header");
   }
@@ -54,6 +70,12 @@ export function checkBearer(metadata: Metadata, token: string): DeployError | un
     return new DeployError("UNAUTHENTICATED", "invalid bearer token");
   }
   return undefined;
+}
+
+/** Checks one gRPC call's headers: undefined when allowed, else the error to answer with. */
+export function checkBearer(metadata: Metadata, token: string): DeployError | undefined {
+  const value = metadata.get("authorization")[0];
+  return checkAuthorization(typeof value === "string" ? value : undefined, token);
 }
 
 /**
@@ -79,7 +101,9 @@ export function createBearerAuthInterceptor(options: BearerAuthOptions): ServerI
           next(metadata);
         } else {
           // Not calling next() keeps the request from ever reaching the handler.
-          call.sendStatus(deployErrorToStatus(error));
+          const refusal = deployErrorToStatus(error);
+          options.observer?.refused(methodDescriptor.path, refusal.code);
+          call.sendStatus(refusal);
         }
       })
       .build();

@@ -28,6 +28,7 @@ import {
 import type * as grpc from "@grpc/grpc-js";
 import { DeployError } from "../core/errors.ts";
 import { type Logger, silentLogger } from "../core/logger.ts";
+import { abortCode, type CallEnd, type CallObserver } from "./call-observer.ts";
 import type { ErrorToStatus } from "./error-mapping.ts";
 import type { RpcSignature } from "./rpc-signature.ts";
 
@@ -124,10 +125,14 @@ export interface ServiceImplementationOptions {
    * {@link DEFAULT_MAX_REQUEST_STREAM_BYTES}.
    */
   readonly maxRequestStreamBytes?: number;
+  /** Told when each call starts and ends, with its status code (the metrics hook). */
+  readonly observer?: CallObserver;
 }
 
 /** Default bound of a client stream's total bytes: 4 MiB, the size of one message. */
 export const DEFAULT_MAX_REQUEST_STREAM_BYTES = 4 * 1024 * 1024;
+
+const unobserved: CallEnd = () => undefined;
 
 /** The gRPC path of a method: `/atoll.deployment.v1.DeploymentService/Deploy`. */
 export function methodPath(method: DescMethod): string {
@@ -349,6 +354,7 @@ function wrapUnary(
   const path = methodPath(method);
   return (call, callback) => {
     const { context, settle } = createCallContext(call, method);
+    const end = options.observer?.started(method) ?? unobserved;
     const run = async (): Promise<Buffer> => {
       const request = call.request;
       if (request instanceof MalformedRequest) throw malformedRequestError(method, request);
@@ -359,17 +365,21 @@ function wrapUnary(
       .then(
         (bytes) => {
           // After a cancel grpc-js has already ended the call; a late answer is just dropped.
-          if (context.signal.aborted) return;
+          if (context.signal.aborted) return end(abortCode(context.signal));
           settle();
+          end(0);
           callback(null, bytes);
         },
         (error: unknown) => {
           if (context.signal.aborted) {
+            end(abortCode(context.signal));
             logLate(logger, method, error);
             return;
           }
           settle();
-          callback(options.toStatus(error, { method: path }), null);
+          const status = options.toStatus(error, { method: path });
+          end(status.code);
+          callback(status, null);
         },
       )
       .catch((error: unknown) => {
@@ -459,6 +469,7 @@ function wrapServerStreaming(
   const path = methodPath(method);
   return (call) => {
     const { context, settle } = createCallContext(call, method);
+    const end = options.observer?.started(method) ?? unobserved;
     const { signal } = context;
     const stopped = (): boolean => signal.aborted || call.destroyed;
     const run = async (): Promise<void> => {
@@ -492,18 +503,22 @@ function wrapServerStreaming(
     run()
       .then(
         () => {
-          if (stopped()) return;
+          if (stopped()) return end(abortCode(signal));
           settle();
+          end(0);
           call.end();
         },
         (error: unknown) => {
           if (stopped()) {
+            end(abortCode(signal));
             logLate(logger, method, error);
             return;
           }
           settle();
+          const status = options.toStatus(error, { method: path });
+          end(status.code);
           // grpc-js's own 'error' listener turns this into the trailers and ends the call.
-          call.emit("error", options.toStatus(error, { method: path }));
+          call.emit("error", status);
         },
       )
       .catch((error: unknown) => {
@@ -570,6 +585,7 @@ function wrapClientStreaming(
   const limit = options.maxRequestStreamBytes ?? DEFAULT_MAX_REQUEST_STREAM_BYTES;
   return (call, callback) => {
     const { context, settle } = createCallContext(call, method);
+    const end = options.observer?.started(method) ?? unobserved;
     const run = async (): Promise<Buffer> => {
       const requests = readRequestStream(call, method, limit, context.signal);
       const response = await handler(requests, context);
@@ -578,17 +594,21 @@ function wrapClientStreaming(
     run()
       .then(
         (bytes) => {
-          if (context.signal.aborted) return;
+          if (context.signal.aborted) return end(abortCode(context.signal));
           settle();
+          end(0);
           callback(null, bytes);
         },
         (error: unknown) => {
           if (context.signal.aborted) {
+            end(abortCode(context.signal));
             logLate(logger, method, error);
             return;
           }
           settle();
-          callback(options.toStatus(error, { method: path }), null);
+          const status = options.toStatus(error, { method: path });
+          end(status.code);
+          callback(status, null);
         },
       )
       .catch((error: unknown) => {

@@ -6,9 +6,14 @@ import type { Clock } from "../core/clock.ts";
 import type { Logger } from "../core/logger.ts";
 import { prepareSocketPath, removeSocketPath, SocketPathBusy } from "../platform/unix-socket.ts";
 import { createBearerAuthInterceptor } from "./auth.ts";
+import type { CallObserver } from "./call-observer.ts";
 import { createDeploymentService } from "./deployment-service.ts";
-import { createErrorToStatus } from "./error-mapping.ts";
-import { addService } from "./grpc-adapter.ts";
+import { createErrorToStatus, type ErrorToStatus } from "./error-mapping.ts";
+import {
+  addService,
+  DEFAULT_MAX_REQUEST_STREAM_BYTES,
+  type ServiceHandlers,
+} from "./grpc-adapter.ts";
 import { addHealthAndReflection, type ServerHealth } from "./health-and-reflection.ts";
 import type { StreamCap } from "./stream-limits.ts";
 
@@ -31,6 +36,23 @@ export interface RpcServerOptions {
   readonly watchCap?: StreamCap;
   /** Caps on StreamLogs follow streams, overall and per client. */
   readonly logFollowCap?: StreamCap;
+  /** Told of every DeploymentService call and its status code (metrics). */
+  readonly observer?: CallObserver | undefined;
+}
+
+/**
+ * The DeploymentService as the gRPC server serves it, for other transports to mount as it is
+ * (DESIGN.md "One handler set, two transports"): the very handler objects, whose watches and log
+ * follows end with UNAVAILABLE when this server begins to drain, and the error mapping.
+ */
+export interface DeploymentApi {
+  readonly handlers: ServiceHandlers<typeof DeploymentService>;
+  readonly toStatus: ErrorToStatus;
+  /**
+   * The bound on a client stream's total bytes (InstallAgent), the same on every transport.
+   * Default {@link DEFAULT_MAX_REQUEST_STREAM_BYTES}.
+   */
+  readonly maxRequestStreamBytes?: number;
 }
 
 /** Bytes an InstallAgent stream may carry beyond the archive: its header and message framing. */
@@ -41,6 +63,8 @@ export interface RpcServer {
   /** The bound address: `host:port` with the real port, or `unix:/path`. */
   readonly address: string;
   readonly health: ServerHealth;
+  /** The handlers and error mapping this server mounts (the HTTP listener mounts them too). */
+  readonly api: DeploymentApi;
   /**
    * First step of a shutdown: health NOT_SERVING, open watches and log follows
    * end with UNAVAILABLE, new operations are refused by the backend.
@@ -75,7 +99,12 @@ export async function startRpcServer(options: RpcServerOptions): Promise<RpcServ
   const interceptors =
     options.authToken === undefined
       ? []
-      : [createBearerAuthInterceptor({ token: options.authToken })];
+      : [
+          createBearerAuthInterceptor({
+            token: options.authToken,
+            ...(options.observer !== undefined && { observer: options.observer }),
+          }),
+        ];
   const server = new grpc.Server({
     interceptors,
     "grpc.max_receive_message_length": MAX_MESSAGE_BYTES,
@@ -86,29 +115,28 @@ export async function startRpcServer(options: RpcServerOptions): Promise<RpcServ
     "grpc.keepalive_permit_without_calls": 1,
   });
   const drain = new AbortController();
-  addService(
-    server,
-    DeploymentService,
-    createDeploymentService({
-      backend: options.backend,
-      clock: options.clock,
-      shutdownSignal: drain.signal,
-      ...(options.heartbeatIntervalMs !== undefined && {
-        heartbeatIntervalMs: options.heartbeatIntervalMs,
-      }),
-      ...(options.watchCap !== undefined && { watchCap: options.watchCap }),
-      ...(options.logFollowCap !== undefined && { logFollowCap: options.logFollowCap }),
+  const toStatus = createErrorToStatus(options.logger);
+  const handlers = createDeploymentService({
+    backend: options.backend,
+    clock: options.clock,
+    shutdownSignal: drain.signal,
+    ...(options.heartbeatIntervalMs !== undefined && {
+      heartbeatIntervalMs: options.heartbeatIntervalMs,
     }),
-    {
-      toStatus: createErrorToStatus(options.logger),
-      logger: options.logger,
-      // The one client stream (InstallAgent) carries at most a package and its framing.
-      ...(options.backend.packages !== undefined && {
-        maxRequestStreamBytes:
-          options.backend.packages.maxPackageBytes + INSTALL_STREAM_OVERHEAD_BYTES,
-      }),
-    },
-  );
+    ...(options.watchCap !== undefined && { watchCap: options.watchCap }),
+    ...(options.logFollowCap !== undefined && { logFollowCap: options.logFollowCap }),
+  });
+  // The one client stream (InstallAgent) carries at most a package and its framing.
+  const maxRequestStreamBytes =
+    options.backend.packages === undefined
+      ? DEFAULT_MAX_REQUEST_STREAM_BYTES
+      : options.backend.packages.maxPackageBytes + INSTALL_STREAM_OVERHEAD_BYTES;
+  addService(server, DeploymentService, handlers, {
+    toStatus,
+    logger: options.logger,
+    maxRequestStreamBytes,
+    ...(options.observer !== undefined && { observer: options.observer }),
+  });
   const health = addHealthAndReflection(server, [DeploymentService]);
   const creds = await credentials(options);
   const socketPath = options.listen.startsWith("unix:")
@@ -143,6 +171,7 @@ export async function startRpcServer(options: RpcServerOptions): Promise<RpcServ
   return {
     address,
     health,
+    api: { handlers, toStatus, maxRequestStreamBytes },
     beginDrain() {
       health.setNotServing();
       drain.abort();

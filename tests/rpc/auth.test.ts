@@ -1,7 +1,12 @@
 import { Client, credentials, Metadata, Server, status } from "@grpc/grpc-js";
 import { afterEach, describe, expect, it } from "vitest";
 import { DeploymentService } from "../../gen/atoll/deployment/v1/deployment_service_pb.ts";
-import { bearerToken, createBearerAuthInterceptor, tokensEqual } from "../../src/rpc/auth.ts";
+import {
+  bearerToken,
+  checkAuthorization,
+  createBearerAuthInterceptor,
+  tokensEqual,
+} from "../../src/rpc/auth.ts";
 import { createErrorToStatus } from "../../src/rpc/error-mapping.ts";
 import {
   addService,
@@ -19,8 +24,13 @@ const TOKEN = "s3cret-token-value";
 
 async function start() {
   const seen: CallContext[] = [];
+  const refused: [string, number][] = [];
+  const observer = {
+    started: () => () => undefined,
+    refused: (path: string, code: number) => refused.push([path, code]),
+  };
   const server = resources.server(
-    new Server({ interceptors: [createBearerAuthInterceptor({ token: TOKEN })] }),
+    new Server({ interceptors: [createBearerAuthInterceptor({ token: TOKEN, observer })] }),
   );
   addService(
     server,
@@ -38,7 +48,7 @@ async function start() {
   const client = resources.client(
     createClient(DeploymentService, address, credentials.createInsecure()),
   );
-  return { address, client, seen };
+  return { address, client, seen, refused };
 }
 
 async function rpcError(promise: Promise<unknown>): Promise<RpcError> {
@@ -67,11 +77,14 @@ describe("bearer auth", () => {
     ["a token prefix", { authorization: `Bearer ${TOKEN.slice(0, -1)}` }],
     ["another scheme", { authorization: `Basic ${TOKEN}` }],
   ])("refuses %s with UNAUTHENTICATED before the handler runs", async (_label, metadata) => {
-    const { client, seen } = await start();
+    const { client, seen, refused } = await start();
     const error = await rpcError(client.getStatus({ name: "a" }, { metadata }));
     expect(error.code).toBe(status.UNAUTHENTICATED);
     expect(error.reason).toBe("UNAUTHENTICATED");
     expect(seen).toEqual([]);
+    expect(refused).toEqual([
+      ["/atoll.deployment.v1.DeploymentService/GetStatus", status.UNAUTHENTICATED],
+    ]);
   });
 
   it("refuses a streaming call without the token", async () => {
@@ -114,5 +127,20 @@ describe("bearer auth", () => {
     expect(tokensEqual("abc", "abcd")).toBe(false);
     expect(tokensEqual("", "abc")).toBe(false);
     expect(() => createBearerAuthInterceptor({ token: "" })).toThrow(TypeError);
+  });
+
+  it("checks a raw header value the same way for every transport", () => {
+    expect(checkAuthorization(`Bearer ${TOKEN}`, TOKEN)).toBeUndefined();
+    expect(checkAuthorization(`bearer\t${TOKEN} `, TOKEN)).toBeUndefined();
+    expect(checkAuthorization(undefined, TOKEN)).toMatchObject({
+      code: "UNAUTHENTICATED",
+      message: "missing bearer token in the authorization header",
+    });
+    expect(checkAuthorization(null, TOKEN)?.code).toBe("UNAUTHENTICATED");
+    expect(checkAuthorization(`Basic ${TOKEN}`, TOKEN)?.code).toBe("UNAUTHENTICATED");
+    expect(checkAuthorization("Bearer nope", TOKEN)).toMatchObject({
+      code: "UNAUTHENTICATED",
+      message: "invalid bearer token",
+    });
   });
 });

@@ -402,3 +402,76 @@ describe("server-streaming calls", () => {
     expect(produced).toBeLessThan(total);
   });
 });
+
+describe("call observer", () => {
+  /** A server whose observer records `[method, code]` per ended call; `ended(n)` waits for n. */
+  async function observed(overrides: Handlers) {
+    const calls: [string, number][] = [];
+    let waiting: { count: number; resolve: () => void } | undefined;
+    const observer = {
+      started: (method: { name: string }) => (code: number) => {
+        calls.push([method.name, code]);
+        if (waiting !== undefined && calls.length >= waiting.count) waiting.resolve();
+      },
+      refused: () => undefined,
+    };
+    const server = resources.server(new Server());
+    addService(server, DeploymentService, fakeHandlers(overrides), {
+      toStatus: createErrorToStatus(new MemoryLogger()),
+      observer,
+    });
+    const client = resources.client(
+      createClient(DeploymentService, await listen(server), credentials.createInsecure()),
+    );
+    const ended = (count: number) =>
+      calls.length >= count
+        ? Promise.resolve()
+        : new Promise<void>((resolve) => {
+            waiting = { count, resolve };
+          });
+    return { client, calls, ended };
+  }
+
+  it("reports each call's final status code: OK, a mapped error, a cancel", async () => {
+    const { client, calls, ended } = await observed({
+      getStatus: async (request) => {
+        if (request.name === "missing") throw new DeployError("AGENT_NOT_FOUND", "no such agent");
+        return { agent: { name: request.name } };
+      },
+      watchHealth: async function* () {
+        for (let revision = 1n; ; revision++) yield { revision };
+      },
+    });
+    await client.getStatus({ name: "a" });
+    await rpcError(client.getStatus({ name: "missing" }));
+    let count = 0;
+    for await (const _event of client.watchHealth({})) {
+      if (++count === 2) break;
+    }
+    await ended(3);
+    expect(calls).toEqual([
+      ["GetStatus", status.OK],
+      ["GetStatus", status.NOT_FOUND],
+      ["WatchHealth", status.CANCELLED],
+    ]);
+  });
+
+  it("reports a stream that ends by itself as OK and a passed deadline as DEADLINE_EXCEEDED", async () => {
+    const { client, calls, ended } = await observed({
+      streamLogs: async function* () {
+        yield { lines: ["one"] };
+      },
+      restart: async (_request, context) => {
+        await aborted(context.signal);
+        return {};
+      },
+    });
+    await collect(client.streamLogs({ name: "a" }));
+    await rpcError(client.restart({ name: "a" }, { deadlineMs: 200 }));
+    await ended(2);
+    expect(calls).toEqual([
+      ["StreamLogs", status.OK],
+      ["Restart", status.DEADLINE_EXCEEDED],
+    ]);
+  });
+});
