@@ -388,14 +388,16 @@ function wrapUnary(
   };
 }
 
-const ABORTED = Symbol("aborted");
+/** What {@link AbortableIterator.next} resolves with once the call's signal has aborted. */
+export const ABORTED = Symbol("aborted");
 
 /**
  * Pulls a handler's iterator, each result racing the call's cancellation: `next()` resolves with
  * the iterator's next result, or ABORTED as soon as the signal aborts. One abort listener serves
  * the whole stream (EventTarget listeners are costly to add and remove once per message).
+ * Shared by both transports' streaming wrappers.
  */
-class AbortableIterator<T> {
+export class AbortableIterator<T> {
   readonly #iterator: AsyncIterator<T>;
   readonly #signal: AbortSignal;
   readonly #onLateError: (error: unknown) => void;
