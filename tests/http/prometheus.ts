@@ -9,7 +9,7 @@ import { execFile } from "node:child_process";
 const PYTHON = "/usr/bin/python3";
 
 const PARSE = `
-import json, sys
+import json, math, sys
 from prometheus_client.parser import text_string_to_metric_families
 families = []
 for family in text_string_to_metric_families(sys.stdin.read()):
@@ -17,7 +17,12 @@ for family in text_string_to_metric_families(sys.stdin.read()):
         "name": family.name,
         "type": family.type,
         "help": family.documentation,
-        "samples": [{"name": s.name, "labels": s.labels, "value": s.value} for s in family.samples],
+        # JSON has no NaN or Inf: those travel as strings.
+        "samples": [
+            {"name": s.name, "labels": s.labels,
+             "value": s.value if math.isfinite(s.value) else str(s.value)}
+            for s in family.samples
+        ],
     })
 json.dump(families, sys.stdout)
 `;
@@ -44,8 +49,21 @@ export function parsePrometheusText(text: string): Promise<MetricFamily[]> {
       ["-c", PARSE],
       { maxBuffer: 64 * 1024 * 1024 },
       (error, stdout, stderr) => {
-        if (error !== null) reject(new Error(`the Prometheus parser refused the text: ${stderr}`));
-        else resolve(JSON.parse(stdout) as MetricFamily[]);
+        if (error !== null) {
+          reject(new Error(`the Prometheus parser refused the text: ${stderr}`));
+          return;
+        }
+        try {
+          const parsed = JSON.parse(stdout) as MetricFamily[];
+          for (const family of parsed) {
+            for (const sample of family.samples) {
+              (sample as { value: number }).value = Number(sample.value);
+            }
+          }
+          resolve(parsed);
+        } catch (parseError) {
+          reject(parseError);
+        }
       },
     );
     child.stdin?.end(text);
