@@ -114,6 +114,8 @@ export interface AtollDaemonOptions {
   readonly logPath: string;
   /** gRPC address to listen on; default `127.0.0.1:0` (any free port). */
   readonly listen?: string;
+  /** HTTP listener (`http_listen`): `host:port` or `off` (the default here). */
+  readonly httpListen?: string;
   readonly extraArgs?: readonly string[];
 }
 
@@ -122,6 +124,8 @@ export class AtollDaemon {
   readonly child: ChildProcess;
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   readonly address: Promise<string>;
+  /** Base URL of the HTTP listener; never resolves while `httpListen` is off. */
+  readonly httpUrl: Promise<string>;
 
   constructor(options: AtollDaemonOptions) {
     const args = [
@@ -134,6 +138,9 @@ export class AtollDaemon {
       options.stateDir,
       "--listen",
       options.listen ?? "127.0.0.1:0",
+      // Off unless a scenario wants it: the default port would clash between parallel runs.
+      "--http-listen",
+      options.httpListen ?? "off",
       "--host",
       "127.0.0.1",
       "--base-port",
@@ -161,8 +168,14 @@ export class AtollDaemon {
     });
     const stdout = this.child.stdout;
     if (stdout === null) throw new Error("atoll: no stdout pipe");
+    const lines = createInterface({ input: stdout });
+    this.httpUrl = new Promise((resolve) => {
+      lines.on("line", (line) => {
+        const match = /^atoll-deploy dashboard on (\S+?)\/?$/.exec(line);
+        if (match?.[1] !== undefined) resolve(match[1]);
+      });
+    });
     this.address = new Promise((resolve, reject) => {
-      const lines = createInterface({ input: stdout });
       lines.on("line", (line) => {
         const match = /^atoll-deploy listening on (\S+)/.exec(line);
         if (match?.[1] !== undefined) resolve(match[1]);

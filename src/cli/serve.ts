@@ -2,6 +2,7 @@ import { mkdir } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { DeploymentService } from "../../gen/atoll/deployment/v1/deployment_service_pb.ts";
 import { watchAgentsDirectory } from "../config/agents-watcher.ts";
 import { isConfigError } from "../config/config-error.ts";
 import { discoverAgents } from "../config/discovery.ts";
@@ -11,6 +12,10 @@ import { readAuthToken } from "../config/token-file.ts";
 import { type AgentBackend, withPackages } from "../core/agent-backend.ts";
 import { systemClock } from "../core/clock.ts";
 import { createJsonLogger, type Logger } from "../core/logger.ts";
+import { type HttpServer, startHttpServer } from "../http/http-server.ts";
+import { AtollMetrics } from "../http/metrics.ts";
+import { observeRunnerPlatform } from "../http/observed-platform.ts";
+import { DEFAULT_UI_DIRECTORY } from "../http/static-assets.ts";
 import { AgentCatalog } from "../packages/agent-catalog.ts";
 import { PackageLayout } from "../packages/package-layout.ts";
 import { PackageStore } from "../packages/package-store.ts";
@@ -139,13 +144,22 @@ export async function runServe(io: ServeIo): Promise<number> {
     },
     logger,
   );
+  // [http_listen, issue 16] Metrics follow the registry's events, the platform's probes and
+  // memory readings, and both transports' calls; none of it exists when http_listen is off.
+  const metrics =
+    config.httpListen === undefined
+      ? undefined
+      : new AtollMetrics({ services: [DeploymentService] });
   const rotator = new LogRotator({
     onError: (error: unknown) => logger.warn("log rotation failed", { error: String(error) }),
   });
   registry = new AgentRegistry(
     {
       clock: systemClock,
-      platform: createRunnerPlatform(),
+      platform:
+        metrics === undefined
+          ? createRunnerPlatform()
+          : observeRunnerPlatform(createRunnerPlatform(), metrics),
       ports: new PortAllocator({
         host: config.host,
         basePort: config.basePort,
@@ -173,6 +187,8 @@ export async function runServe(io: ServeIo): Promise<number> {
   const track = (names: Iterable<string>): void => {
     for (const name of names) rotator.add(agentLogPath(logDir, name));
   };
+  // [http_listen, issue 16] The metrics follow the local backend's agents from here on.
+  metrics?.follow(registry);
 
   // --- Agent packages (SPEC §12, docs/packages.md) -------------------------------------------
   // Installed packages live in <state_dir>/packages and are discovered beside the agents
@@ -219,6 +235,7 @@ export async function runServe(io: ServeIo): Promise<number> {
       tlsCert: config.tlsCert,
       tlsKey: config.tlsKey,
       tlsClientCa: config.tlsClientCa,
+      observer: metrics,
     });
   } catch (error) {
     io.stderr.write(
@@ -227,6 +244,41 @@ export async function runServe(io: ServeIo): Promise<number> {
     lifetime.abort();
     return 1;
   }
+
+  // [http_listen, issue 16] The HTTP listener (SPEC §9): dashboard, /metrics, and the same
+  // DeploymentService handlers over Connect and gRPC-Web, with the gRPC listener's token and
+  // TLS. Started after gRPC (it mounts gRPC's handler objects), drained by its beginDrain()
+  // (the handlers' shared shutdown signal), closed with it.
+  let http: HttpServer | undefined;
+  if (config.httpListen !== undefined) {
+    try {
+      http = await startHttpServer({
+        listen: config.httpListen,
+        api: server.api,
+        logger,
+        authToken,
+        tlsCert: config.tlsCert,
+        tlsKey: config.tlsKey,
+        tlsClientCa: config.tlsClientCa,
+        metrics,
+        observer: metrics,
+        uiDirectory: DEFAULT_UI_DIRECTORY,
+      });
+    } catch (error) {
+      io.stderr.write(
+        `atoll-deploy serve: ${error instanceof Error ? error.message : String(error)}\n`,
+      );
+      metrics?.close();
+      lifetime.abort();
+      await server.close(0);
+      packages.close();
+      return 1;
+    }
+  }
+  const closeListeners = async (): Promise<void> => {
+    await Promise.all([server.close(RPC_DRAIN_GRACE_MS), http?.close(RPC_DRAIN_GRACE_MS)]);
+    metrics?.close();
+  };
 
   const restored = await restoreState(
     stateFile,
@@ -257,7 +309,12 @@ export async function runServe(io: ServeIo): Promise<number> {
   );
 
   io.stdout.write(`atoll-deploy listening on ${server.address}\n`);
-  logger.info("listening", { address: server.address, agents: registry.list().length });
+  if (http !== undefined) io.stdout.write(`atoll-deploy dashboard on ${http.url}/\n`);
+  logger.info("listening", {
+    address: server.address,
+    ...(http !== undefined && { http: http.url }),
+    agents: registry.list().length,
+  });
 
   const signal = await io.shutdownSignals(() => {
     logger.warn("second signal: killing agents now");
@@ -272,7 +329,7 @@ export async function runServe(io: ServeIo): Promise<number> {
       .save()
       .catch((error: unknown) => logger.error("final state save failed", { error: String(error) }));
     lifetime.abort();
-    await server.close(RPC_DRAIN_GRACE_MS);
+    await closeListeners();
     packages.close();
     return 0;
   }
@@ -282,7 +339,7 @@ export async function runServe(io: ServeIo): Promise<number> {
     .save()
     .catch((error: unknown) => logger.error("final state save failed", { error: String(error) }));
   lifetime.abort();
-  await server.close(RPC_DRAIN_GRACE_MS);
+  await closeListeners();
   packages.close();
   logger.info("stopped", { killedAgents: killed });
   return killed ? 1 : 0;

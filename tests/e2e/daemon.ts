@@ -19,6 +19,8 @@ export const CLI = path.join(REPO, "bin", "atoll-deploy.js");
 export interface Daemon {
   readonly child: ChildProcess;
   readonly address: string;
+  /** Base URL of the HTTP listener (`http://127.0.0.1:PORT`); rejects when it is off. */
+  readonly httpUrl: Promise<string>;
   readonly client: ServiceClient<typeof DeploymentService>;
   /** Everything the daemon wrote to stderr (its JSON log). */
   stderr(): string;
@@ -43,12 +45,17 @@ export async function workspace(agents: Record<string, { file: string; text: str
   };
 }
 
-/** Starts `atoll-deploy serve` with `args` (listening on 127.0.0.1:0) and waits until it listens. */
+/**
+ * Starts `atoll-deploy serve` with `args` (gRPC and HTTP on 127.0.0.1:0 unless `args` say
+ * otherwise: never the fixed default ports, which parallel tests would fight over) and waits
+ * until it listens.
+ */
 export async function startDaemon(
   args: readonly string[],
   env: NodeJS.ProcessEnv = {},
 ): Promise<Daemon> {
-  const child = spawn(process.execPath, [CLI, "serve", "--listen", "127.0.0.1:0", ...args], {
+  const defaults = ["--listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"];
+  const child = spawn(process.execPath, [CLI, "serve", ...defaults, ...args], {
     env: { ...process.env, ...env },
     stdio: ["ignore", "pipe", "pipe"],
   });
@@ -57,20 +64,25 @@ export async function startDaemon(
     log += chunk;
   });
   const exited = once(child, "exit") as Promise<[number | null, NodeJS.Signals | null]>;
-  const address = await new Promise<string>((resolve, reject) => {
-    const lines = createInterface({ input: child.stdout ?? process.stdin });
-    lines.on("line", (line) => {
-      const match = /listening on (\S+)/.exec(line);
-      if (match?.[1]) resolve(match[1]);
+  const lines = createInterface({ input: child.stdout ?? process.stdin });
+  const printed = (pattern: RegExp, what: string) =>
+    new Promise<string>((resolve, reject) => {
+      lines.on("line", (line) => {
+        const match = pattern.exec(line);
+        if (match?.[1]) resolve(match[1]);
+      });
+      void exited.then(([code]) =>
+        reject(new Error(`daemon exited with ${code} before ${what}:\n${log}`)),
+      );
     });
-    void exited.then(([code]) =>
-      reject(new Error(`daemon exited with ${code} before listening:\n${log}`)),
-    );
-  });
+  const httpUrl = printed(/dashboard on (\S+?)\/?$/, "its HTTP listener listened");
+  httpUrl.catch(() => undefined); // awaited only by tests that use it
+  const address = await printed(/listening on (\S+)/, "listening");
   const client = createClient(DeploymentService, address, credentials.createInsecure());
   return {
     child,
     address,
+    httpUrl,
     client,
     stderr: () => log,
     async stop(signal = "SIGTERM") {
