@@ -1,8 +1,11 @@
 /**
- * The dashboard's only way to the server: the DeploymentService over the Connect protocol on the
- * page's own origin (the HTTP listener of SPEC §9), through the generated descriptors. The bearer
- * token, when the server wants one, lives in sessionStorage (gone with the tab, never in the URL)
- * and is added to every call by an interceptor.
+ * The dashboard's only way to the server: the DeploymentService on the page's own origin (the
+ * HTTP listener of SPEC §9), through the generated descriptors, over gRPC-Web. gRPC-Web rather
+ * than the Connect protocol because it answers every call with HTTP 200 and puts the outcome in
+ * its trailers: a refused Deploy is then an answer the page shows, not a failed request that the
+ * browser also reports in its console. The bearer token, when the server wants one, lives in
+ * sessionStorage (gone with the tab, never in the URL) and is added to every call by an
+ * interceptor.
  */
 import {
   type Client,
@@ -11,7 +14,7 @@ import {
   createClient,
   type Interceptor,
 } from "@connectrpc/connect";
-import { createConnectTransport } from "@connectrpc/connect-web";
+import { createGrpcWebTransport } from "@connectrpc/connect-web";
 import { DeploymentService } from "../../gen/atoll/deployment/v1/deployment_service_pb.ts";
 import { ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb.ts";
 
@@ -49,12 +52,8 @@ const bearer: Interceptor = (next) => (request) => {
 
 /** A client of the page's own server. */
 export function createDeploymentClient(baseUrl: string = location.origin): DeploymentClient {
-  const transport = createConnectTransport({
-    baseUrl,
-    // Binary protobuf: smaller than JSON, and 64-bit fields stay bigint.
-    useBinaryFormat: true,
-    interceptors: [bearer],
-  });
+  // Binary protobuf (gRPC-Web's default): small, and 64-bit fields stay bigint.
+  const transport = createGrpcWebTransport({ baseUrl, interceptors: [bearer] });
   return createClient(DeploymentService, transport);
 }
 

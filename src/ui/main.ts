@@ -1,7 +1,7 @@
 /// <reference lib="dom" />
 /// <reference lib="dom.iterable" />
 /**
- * The dashboard (SPEC §9 `GET /`), a client of the Connect API like any other: it keeps a live
+ * The dashboard (SPEC §9 `GET /`), a client of the HTTP listener's API like any other: it keeps a live
  * table from `WatchHealth` (snapshot, then changes; after a dropped stream it resumes after the
  * last revision it saw, and takes a fresh snapshot when the server sends one), acts through
  * Deploy / Undeploy / Restart, and follows one agent's output in the log panel. With a token
