@@ -59,10 +59,26 @@ const GRPC_CODE_NAMES: readonly string[] = [
   "Unauthenticated",
 ];
 
-/** Probe latency buckets, seconds: loopback probes take about a millisecond, timeouts 10 s. */
+/**
+ * Probe latency buckets, seconds: loopback probes take about a millisecond, a probe times out
+ * after `health_timeout` (10 s by default). Nine buckets: each costs a series per agent.
+ */
 export const PROBE_BUCKETS_SECONDS: readonly number[] = [
-  0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
+  0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10,
 ];
+
+/** The families whose series only move through this class: their text is kept between scrapes. */
+const AGENT_FAMILIES = [
+  "atoll_agent_info",
+  "atoll_agent_state",
+  "atoll_agent_healthy",
+  "atoll_agent_restarts_total",
+  "atoll_agent_memory_bytes",
+  "atoll_agent_start_time_seconds",
+] as const;
+const PROBE_FAMILY = "atoll_health_probe_duration_seconds";
+const MEMORY_FAMILY = "atoll_agent_memory_bytes";
+const CALL_FAMILIES = ["atoll_watch_streams", "grpc_server_handled_total"] as const;
 
 const WATCH_METHOD = "WatchHealth";
 
@@ -109,6 +125,14 @@ export class AtollMetrics implements CallObserver {
   readonly #byPid = new Map<number, string>();
   readonly #byPort = new Map<number, string>();
   #unsubscribe: (() => void) | undefined;
+  /**
+   * The text of each of our families at the last scrape, and the families changed since: a
+   * scrape serializes only those (prom-client writes every series anew otherwise, and 100
+   * agents' state and histogram series are most of the cost). The process_* and nodejs_*
+   * collectors read the process, so they are always written afresh.
+   */
+  readonly #text = new Map<string, string>();
+  readonly #dirty = new Set<string>([...AGENT_FAMILIES, PROBE_FAMILY, ...CALL_FAMILIES]);
 
   constructor(options: AtollMetricsOptions) {
     const registers = [this.registry];
@@ -195,9 +219,24 @@ export class AtollMetrics implements CallObserver {
     return this.registry.contentType;
   }
 
-  /** The metrics in the Prometheus text format. */
-  scrape(): Promise<string> {
-    return this.registry.metrics();
+  /** The metrics in the Prometheus text format (as `Registry.metrics()` writes them). */
+  async scrape(): Promise<string> {
+    const parts = await Promise.all(
+      this.registry.getMetricsAsArray().map(async ({ name }) => {
+        const cached = this.#text.get(name);
+        if (!this.#dirty.has(name) && cached !== undefined) return cached;
+        const owned = this.#dirty.delete(name) || cached !== undefined;
+        // A change during the await marks the family dirty again: the next scrape has it.
+        const text = await this.registry.getSingleMetricAsString(name);
+        if (owned) this.#text.set(name, text);
+        return text;
+      }),
+    );
+    return `${parts.join("\n\n")}\n`;
+  }
+
+  #changed(...families: readonly string[]): void {
+    for (const family of families) this.#dirty.add(family);
   }
 
   /** Stops following the backend. */
@@ -210,7 +249,10 @@ export class AtollMetrics implements CallObserver {
 
   started(method: DescMethod): CallEnd {
     const watch = method.name === WATCH_METHOD;
-    if (watch) this.#watchStreams.inc();
+    if (watch) {
+      this.#watchStreams.inc();
+      this.#changed(...CALL_FAMILIES);
+    }
     const service = method.parent.typeName;
     return (code) => {
       if (watch) this.#watchStreams.dec();
@@ -224,6 +266,7 @@ export class AtollMetrics implements CallObserver {
   }
 
   #count(service: string, method: string, code: number): void {
+    this.#changed(...CALL_FAMILIES);
     this.#handled.inc({
       grpc_service: service,
       grpc_method: method,
@@ -236,13 +279,17 @@ export class AtollMetrics implements CallObserver {
   /** One health probe of whatever agent holds `port`, taking `seconds`. */
   observeProbe(port: number, seconds: number): void {
     const agent = this.#byPort.get(port);
-    if (agent !== undefined) this.#probeDuration.observe({ agent }, seconds);
+    if (agent === undefined) return;
+    this.#probeDuration.observe({ agent }, seconds);
+    this.#changed(PROBE_FAMILY);
   }
 
   /** One memory reading of the process group led by `pid`. */
   observeMemory(pid: number, bytes: number): void {
     const agent = this.#byPid.get(pid);
-    if (agent !== undefined) this.#memory.set({ agent }, bytes);
+    if (agent === undefined) return;
+    this.#memory.set({ agent }, bytes);
+    this.#changed(MEMORY_FAMILY);
   }
 
   // --- agent series --------------------------------------------------------------------------
@@ -260,6 +307,7 @@ export class AtollMetrics implements CallObserver {
   }
 
   #apply(status: AgentStatus): void {
+    this.#changed(...AGENT_FAMILIES);
     const agent = status.name;
     let series = this.#agents.get(agent);
     if (series === undefined) {
@@ -310,6 +358,7 @@ export class AtollMetrics implements CallObserver {
   #remove(agent: string): void {
     const series = this.#agents.get(agent);
     if (series === undefined) return;
+    this.#changed(...AGENT_FAMILIES, PROBE_FAMILY);
     this.#agents.delete(agent);
     if (this.#byPid.get(series.pid) === agent) this.#byPid.delete(series.pid);
     if (this.#byPort.get(series.port) === agent) this.#byPort.delete(series.port);
