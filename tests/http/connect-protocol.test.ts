@@ -12,6 +12,11 @@ import {
   WatchHealthRequestSchema,
   WatchHealthResponseSchema,
 } from "../../gen/atoll/deployment/v1/deployment_service_pb.ts";
+import { DeployError } from "../../src/core/errors.ts";
+import { startHttpServer } from "../../src/http/http-server.ts";
+import { createErrorToStatus } from "../../src/rpc/error-mapping.ts";
+import type { CallContext } from "../../src/rpc/grpc-adapter.ts";
+import { fakeHandlers, MemoryLogger } from "../rpc/helpers.ts";
 import { faultAgentToml } from "../supervisor/harness.ts";
 import { connectJson, Stack, startHttpStack } from "./helpers.ts";
 import {
@@ -257,5 +262,71 @@ describe("the DeploymentService over gRPC-Web", () => {
     expect(trailers.get("grpc-status")).toBe("0");
     const lines = data.flatMap((frame) => decode(StreamLogsResponseSchema, frame).lines);
     expect(lines.some((line) => line.startsWith("READY "))).toBe(true);
+  });
+});
+
+describe("the Connect adapter", () => {
+  async function serveFake(overrides: Parameters<typeof fakeHandlers>[0]) {
+    const logger = new MemoryLogger();
+    const http = await startHttpServer({
+      listen: "127.0.0.1:0",
+      api: { handlers: fakeHandlers(overrides), toStatus: createErrorToStatus(logger) },
+      logger,
+    });
+    stack.add(() => http.close(1000));
+    return { url: http.url, logger };
+  }
+
+  it("answers an unexpected error with a generic INTERNAL and logs the cause", async () => {
+    const { url, logger } = await serveFake({
+      getStatus: async () => {
+        throw new Error("secret detail of the failure");
+      },
+      deploy: async () => {
+        throw new DeployError("AGENT_START_TIMEOUT", "a: not healthy within 1 s", { agent: "a" });
+      },
+    });
+    const failed = await connectJson(url, "GetStatus", { name: "a" });
+    expect(failed.status).toBe(500);
+    expect(failed.json).toEqual({ code: "internal", message: "internal error" });
+    expect(JSON.stringify(failed.json)).not.toContain("secret");
+    expect(logger.lines).toContainEqual(
+      expect.objectContaining({
+        level: "error",
+        msg: "unexpected error in RPC handler",
+        fields: expect.objectContaining({ method: `${SERVICE}/GetStatus` }),
+      }),
+    );
+    const timedOut = await connectJson(url, "Deploy", { name: "a" });
+    expect(timedOut.status).toBe(504);
+    expect(connectErrorInfo(timedOut.json as unknown as ConnectErrorJson)?.reason).toBe(
+      "AGENT_START_TIMEOUT",
+    );
+  });
+
+  it("gives handlers the call's headers without the token, its deadline and its peer", async () => {
+    const seen: CallContext[] = [];
+    const { url } = await serveFake({
+      getStatus: async (request, context) => {
+        seen.push(context);
+        return { agent: { name: request.name } };
+      },
+    });
+    const { status } = await connectJson(
+      url,
+      "GetStatus",
+      { name: "a" },
+      { "x-request-id": "r-1", authorization: "Bearer abc", "connect-timeout-ms": "60000" },
+    );
+    expect(status).toBe(200);
+    const context = seen[0];
+    expect(context?.method.name).toBe("GetStatus");
+    expect(context?.metadata.get("x-request-id")).toEqual(["r-1"]);
+    expect(context?.metadata.get("authorization")).toEqual([]);
+    expect(context?.peer).toMatch(/^ipv4:127\.0\.0\.1:\d+$/);
+    const left = (context?.deadline?.getTime() ?? 0) - Date.now();
+    expect(left).toBeGreaterThan(50_000);
+    expect(left).toBeLessThanOrEqual(60_000);
+    expect(context?.signal.aborted).toBe(false);
   });
 });
