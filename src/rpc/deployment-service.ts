@@ -249,6 +249,14 @@ export function createDeploymentService(
           for (const change of missed) {
             if (selected(change.name)) yield encoder.changeEvent(change);
           }
+          // Caught up: say so at once, as SNAPSHOT_COMPLETE does after a snapshot. Without it a
+          // client that missed nothing hears nothing (not even response headers, which go out
+          // with the first message) until the next change or heartbeat.
+          yield {
+            type: WatchEventType.HEARTBEAT,
+            revision: BigInt(sentUpTo),
+            time: timestampFromMs(clock.now()),
+          };
         } else {
           const statuses = backend.list().filter((status) => selected(status.name));
           yield* encoder.snapshotEvents(statuses, sentUpTo, clock.now());

@@ -8,6 +8,7 @@
  * docs/dashboard.png (and docs/dashboard-phone.png) from the first test's page.
  */
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { type AddressInfo, connect, createServer, type Socket } from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { Metadata } from "@grpc/grpc-js";
@@ -75,6 +76,42 @@ async function openPage(url: string, viewport = { width: 1280, height: 800 }) {
   const problems = recordProblems(page);
   await page.goto(`${url}/`);
   return { page, problems, context };
+}
+
+/** A TCP proxy to `target` whose connections can be cut (and new ones refused) at will. */
+async function cuttableProxy(target: URL) {
+  const sockets = new Set<Socket>();
+  let open = true;
+  const server = createServer((client) => {
+    if (!open) {
+      client.destroy();
+      return;
+    }
+    const upstream = connect(Number(target.port), target.hostname);
+    for (const socket of [client, upstream]) {
+      sockets.add(socket);
+      socket.on("close", () => sockets.delete(socket));
+      socket.on("error", () => socket.destroy());
+    }
+    client.pipe(upstream).pipe(client);
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    cut() {
+      open = false;
+      for (const socket of sockets) socket.destroy();
+    },
+    restore() {
+      open = true;
+    },
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const socket of sockets) socket.destroy();
+        server.close(() => resolve());
+      }),
+  };
 }
 
 const row = (page: Page, agent: string) => page.locator(`tr[data-agent="${agent}"]`);
@@ -149,6 +186,31 @@ describe("the dashboard in Chromium", () => {
       });
     }
     expect(problems).toEqual([]);
+  });
+
+  it("resumes a dropped stream after the last revision it saw: replays what it missed, live at once", async () => {
+    const { daemon, url } = await serve(4);
+    // The page talks to the daemon through a proxy the test can cut, the daemon staying up.
+    const proxy = await cuttableProxy(new URL(url));
+    cleanups.push(() => proxy.close());
+    const { page } = await openPage(proxy.url);
+    await page.waitForSelector("body[data-ready=true]");
+    proxy.cut();
+    await page.waitForSelector("#connection:not([data-state=live])");
+    // Changed while the page could not hear: the resume must replay it, not miss it.
+    pids.add((await daemon.client.deploy({ name: "beta" })).agent?.pid ?? 0);
+    proxy.restore();
+    await page.waitForSelector('tr[data-agent="beta"][data-state="running"]');
+    // Idle heartbeats come every 15 s; "live" well before that is the caught-up marker.
+    await page.waitForSelector("#connection[data-state=live]", { timeout: 5000 });
+    // Caught up and still following: the next change shows too.
+    await daemon.client.undeploy({ name: "beta" });
+    await page.waitForSelector('tr[data-agent="beta"][data-state="stopped"]');
+    // Dropped again with nothing missed: the server's caught-up heartbeat makes it live at once.
+    proxy.cut();
+    await page.waitForSelector("#connection:not([data-state=live])");
+    proxy.restore();
+    await page.waitForSelector("#connection[data-state=live]", { timeout: 5000 });
   });
 
   it("resumes after the daemon restarts and shows a fresh snapshot", async () => {

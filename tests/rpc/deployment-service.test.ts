@@ -182,6 +182,23 @@ describe("DeploymentService over gRPC", () => {
     expect(resumed[0]?.revision).toBe(seen + 1n);
   });
 
+  it("ends a resume's replay with a heartbeat, at once even when nothing was missed", async () => {
+    // Idle heartbeats only every 10 minutes: a heartbeat within the test is the caught-up one.
+    const { client } = await setup(["a"], { heartbeatIntervalMs: 600_000 });
+    let seen = 0n;
+    for await (const event of client.watchHealth({})) {
+      if (event.type === WatchEventType.SNAPSHOT_COMPLETE) {
+        seen = event.revision;
+        break;
+      }
+    }
+    const first = await collect(
+      client.watchHealth({ resumeAfterRevision: seen }),
+      (e) => e.type === WatchEventType.HEARTBEAT,
+    );
+    expect(first.map((e) => [e.type, e.revision])).toEqual([[WatchEventType.HEARTBEAT, seen]]);
+  });
+
   it("sends heartbeats while nothing changes", async () => {
     const { client } = await setup(["a"], { heartbeatIntervalMs: 100 });
     const events = await collect(
