@@ -3,9 +3,13 @@
  * crash with its automatic restart and a manual Restart; and the Connect endpoints of the real
  * daemon with and without its token.
  */
+import { execFile } from "node:child_process";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import os from "node:os";
 import path from "node:path";
+import { promisify } from "node:util";
 import { afterEach, describe, expect, it } from "vitest";
 import { AgentState } from "../../gen/atoll/deployment/v1/agent_pb.ts";
 import { WatchEventType } from "../../gen/atoll/deployment/v1/deployment_service_pb.ts";
@@ -13,7 +17,7 @@ import { isGroupAlive } from "../../src/platform/terminate-group.ts";
 import { type MetricFamily, parsePrometheusText, samples, value } from "../http/prometheus.ts";
 import { type ConnectErrorJson, connectErrorInfo } from "../http/wire.ts";
 import { faultAgentToml } from "../supervisor/harness.ts";
-import { type Daemon, startDaemon, workspace } from "./daemon.ts";
+import { CLI, type Daemon, startDaemon, workspace } from "./daemon.ts";
 
 const daemons: Daemon[] = [];
 const cleanups: (() => Promise<void>)[] = [];
@@ -172,6 +176,34 @@ describe("/metrics of the daemon", () => {
         grpc_code: "Unauthenticated",
       }),
     ).toBe(1);
+  });
+
+  it("exits 1 with one line when http_listen is busy, leaving nothing running", async () => {
+    const busy = createServer();
+    await new Promise<void>((resolve) => busy.listen(0, "127.0.0.1", resolve));
+    cleanups.push(() => new Promise<void>((resolve) => busy.close(() => resolve())));
+    const { port } = busy.address() as AddressInfo;
+    const ws = await workspace({ idle: { file: "agent.toml", text: faultAgentToml("idle") } });
+    cleanups.push(ws.cleanup);
+    const result = await promisify(execFile)(process.execPath, [
+      CLI,
+      "serve",
+      "--agents-dir",
+      ws.agentsDir,
+      "--state-dir",
+      ws.stateDir,
+      "--listen",
+      "127.0.0.1:0",
+      "--http-listen",
+      `127.0.0.1:${port}`,
+    ]).catch((error: { code: number; stderr: string }) => error);
+    expect(result).toMatchObject({ code: 1 });
+    const last = (result as { stderr: string }).stderr.trim().split("\n").at(-1);
+    expect(last).toMatch(
+      new RegExp(
+        `^atoll-deploy serve: cannot listen on 127\\.0\\.0\\.1:${port} \\(http_listen\\): .*EADDRINUSE`,
+      ),
+    );
   });
 
   it("opens no HTTP socket with http_listen off", async () => {

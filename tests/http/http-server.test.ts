@@ -223,6 +223,94 @@ describe("the listener", () => {
     expect(JSON.parse(body)).toMatchObject({ agents: [{ name: "a" }] });
   });
 
+  it("asks for a client certificate signed by tls_client_ca (mutual TLS), as on gRPC", async () => {
+    const dir = await tempDir();
+    const file = (name: string) => path.join(dir, name);
+    const openssl = (...args: string[]) => promisify(execFile)("openssl", args);
+    await openssl(
+      "req",
+      "-x509",
+      "-newkey",
+      "ec",
+      "-pkeyopt",
+      "ec_paramgen_curve:prime256v1",
+      "-nodes",
+      "-keyout",
+      file("ca.key"),
+      "-out",
+      file("ca.pem"),
+      "-days",
+      "1",
+      "-subj",
+      "/CN=test ca",
+    );
+    for (const [name, extra] of [
+      ["server", ["-addext", "subjectAltName=IP:127.0.0.1"]],
+      ["client", []],
+    ] as const) {
+      await openssl(
+        "req",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-keyout",
+        file(`${name}.key`),
+        "-out",
+        file(`${name}.csr`),
+        "-subj",
+        `/CN=${name}`,
+        ...extra,
+      );
+      await openssl(
+        "x509",
+        "-req",
+        "-in",
+        file(`${name}.csr`),
+        "-CA",
+        file("ca.pem"),
+        "-CAkey",
+        file("ca.key"),
+        "-CAcreateserial",
+        "-out",
+        file(`${name}.pem`),
+        "-days",
+        "1",
+        "-copy_extensions",
+        "copy",
+      );
+    }
+    const http = await startHttpServer({
+      listen: "127.0.0.1:0",
+      api: { handlers: fakeHandlers({}), toStatus: createErrorToStatus(silentLogger) },
+      logger: silentLogger,
+      tlsCert: file("server.pem"),
+      tlsKey: file("server.key"),
+      tlsClientCa: file("ca.pem"),
+    });
+    stack.add(() => http.close(1000));
+    const ca = await readFile(file("ca.pem"));
+    const get = (client?: { cert: Buffer; key: Buffer }) =>
+      new Promise<number>((resolve, reject) => {
+        const req = httpsRequest(
+          `${http.url}/favicon.ico`,
+          { ca, ...client, agent: false },
+          (res) => {
+            res.resume();
+            resolve(res.statusCode ?? 0);
+          },
+        );
+        req.on("error", reject);
+        req.end();
+      });
+    await expect(get()).rejects.toThrow();
+    const cert = await readFile(file("client.pem"));
+    const key = await readFile(file("client.key"));
+    // This server has no dashboard: a 404 means the request got through the handshake.
+    expect(await get({ cert, key })).toBe(404);
+  });
+
   it("refuses a busy address with a one-line error naming http_listen", async () => {
     const busy = createServer();
     await new Promise<void>((resolve) => busy.listen(0, "127.0.0.1", resolve));
