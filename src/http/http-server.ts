@@ -178,7 +178,11 @@ export async function startHttpServer(options: HttpServerOptions): Promise<HttpS
     const pathname = (req.url ?? "/").split("?", 1)[0] ?? "/";
     const method = req.method ?? "GET";
     if (method !== "GET" && method !== "HEAD") {
-      send(res, 405, "method not allowed", { allow: "GET, HEAD" });
+      // Only the RPC paths take a body (and connect-node has answered those): here, 405 for a
+      // path that exists, 404 for one that does not (an unknown RPC among them).
+      const exists = pathname === "/metrics" || pathname === "/" || assets?.has(pathname) === true;
+      if (exists) send(res, 405, "method not allowed", { allow: "GET, HEAD" });
+      else send(res, 404, "not found");
       return;
     }
     if (pathname === "/metrics") {

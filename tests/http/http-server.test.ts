@@ -167,6 +167,9 @@ describe("the dashboard's files", () => {
     expect(icon.headers["content-type"]).toBe("image/svg+xml");
     expect((await rawRequest(`${url}/nope`)).status).toBe(404);
     expect((await rawRequest(`${url}/`, { method: "POST", body: "x" })).status).toBe(405);
+    expect(
+      (await rawRequest(`${url}${SERVICE}/NoSuchMethod`, { method: "POST", body: "{}" })).status,
+    ).toBe(404);
   });
 
   it("says how to build the page when it is not built, and still serves the API", async () => {
