@@ -4,11 +4,15 @@
  * instead of the local supervisor. No state file, no port leases, no log rotation: the cluster
  * keeps the agents and their logs, so a shutdown stops only the server, never the agents.
  */
+import { DeploymentService } from "../../gen/atoll/deployment/v1/deployment_service_pb.ts";
 import type { DiscoveredAgent } from "../config/agent-definition.ts";
 import { watchAgentsDirectory } from "../config/agents-watcher.ts";
 import type { ServerConfig } from "../config/server-config-types.ts";
 import { systemClock } from "../core/clock.ts";
 import type { Logger } from "../core/logger.ts";
+import { type HttpServer, startHttpServer } from "../http/http-server.ts";
+import { AtollMetrics } from "../http/metrics.ts";
+import { DEFAULT_UI_DIRECTORY } from "../http/static-assets.ts";
 import { createClusterClient, loadKubeConfig } from "../kube/cluster-client.ts";
 import { KubernetesBackend } from "../kube/kubernetes-backend.ts";
 import { startRpcServer } from "../rpc/server.ts";
@@ -81,9 +85,18 @@ export async function serveOnKubernetes(input: KubernetesServeInput): Promise<nu
     return 1;
   }
 
+  // [http_listen, issue 16] Metrics from the backend's events and both transports' calls (the
+  // cluster runs the probes here: no probe histogram or memory readings of our own).
+  const metrics =
+    config.httpListen === undefined
+      ? undefined
+      : new AtollMetrics({ services: [DeploymentService] });
+  metrics?.follow(backend);
+
   let rpc: Awaited<ReturnType<typeof startRpcServer>>;
   try {
     rpc = await startRpcServer({
+      observer: metrics,
       backend,
       clock: systemClock,
       logger,
@@ -99,6 +112,33 @@ export async function serveOnKubernetes(input: KubernetesServeInput): Promise<nu
       `atoll-deploy serve: ${error instanceof Error ? error.message : String(error)}\n`,
     );
     return 1;
+  }
+  // [http_listen, issue 16] The HTTP listener (SPEC §9), as in serve.ts: after gRPC, with its
+  // handlers, token and TLS; drained by rpc.beginDrain() and closed with it.
+  let http: HttpServer | undefined;
+  if (config.httpListen !== undefined) {
+    try {
+      http = await startHttpServer({
+        listen: config.httpListen,
+        api: rpc.api,
+        logger,
+        authToken: input.authToken,
+        tlsCert: config.tlsCert,
+        tlsKey: config.tlsKey,
+        tlsClientCa: config.tlsClientCa,
+        metrics,
+        observer: metrics,
+        uiDirectory: DEFAULT_UI_DIRECTORY,
+      });
+    } catch (error) {
+      io.stderr.write(
+        `atoll-deploy serve: ${error instanceof Error ? error.message : String(error)}\n`,
+      );
+      metrics?.close();
+      backend.close();
+      await rpc.close(0);
+      return 1;
+    }
   }
   void watchAgentsDirectory(
     config.agentsDirectory,
@@ -122,8 +162,10 @@ export async function serveOnKubernetes(input: KubernetesServeInput): Promise<nu
   }
 
   io.stdout.write(`atoll-deploy listening on ${rpc.address}\n`);
+  if (http !== undefined) io.stdout.write(`atoll-deploy dashboard on ${http.url}/\n`);
   logger.info("listening", {
     address: rpc.address,
+    ...(http !== undefined && { http: http.url }),
     backend: "kubernetes",
     cluster: server,
     namespace: client.namespace,
@@ -134,6 +176,7 @@ export async function serveOnKubernetes(input: KubernetesServeInput): Promise<nu
   rpc.beginDrain();
   lifetime.abort();
   backend.close();
-  await rpc.close(RPC_DRAIN_GRACE_MS);
+  await Promise.all([rpc.close(RPC_DRAIN_GRACE_MS), http?.close(RPC_DRAIN_GRACE_MS)]);
+  metrics?.close();
   return 0;
 }

@@ -7,6 +7,7 @@ import path from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { Children, cliEnv, runCli } from "../cli/helpers.ts";
 import { type Daemon, startDaemon, workspace } from "../e2e/daemon.ts";
+import { parsePrometheusText, value } from "../http/prometheus.ts";
 import { KubeApiSimulator } from "./api-simulator.ts";
 import { agentToml } from "./backend-harness.ts";
 
@@ -57,6 +58,19 @@ describe("serve --backend kubernetes", () => {
     sim.appendLog(json.agent.instance, "hello from the pod");
     expect((await cli(["logs", "greeter", "-n", "5"])).stdout).toContain("hello from the pod");
     expect((await cli(["list"])).stdout).toMatch(/\ngreeter +RUNNING +8100 +- +HEALTHY +0\n/);
+
+    // The HTTP listener serves this backend too: Connect API and metrics from its events.
+    const url = await daemon.httpUrl;
+    const listed = await fetch(`${url}/atoll.deployment.v1.DeploymentService/ListAgents`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: "{}",
+    });
+    expect(
+      ((await listed.json()) as { agents: { name: string }[] }).agents.map((a) => a.name),
+    ).toEqual(["greeter", "stays"]);
+    const families = await parsePrometheusText(await (await fetch(`${url}/metrics`)).text());
+    expect(value(families, "atoll_agent_state", { agent: "greeter", state: "running" })).toBe(1);
 
     const refused = await cli(["deploy", "stays"]);
     expect(refused.code).toBe(1);
