@@ -3,8 +3,10 @@
  * `start_timeout`, then one liveness round (memory, then probe) per `health_check_interval`,
  * never overlapping: the next round is armed only when the last one has answered.
  */
+
+import { onFailure, startFromBackoff } from "./lifecycle-endings.ts";
 import type { TimerName } from "./lifecycle-events.ts";
-import { markStarted, onFailure, startFromBackoff } from "./lifecycle-starts.ts";
+import { markStarted } from "./lifecycle-starts.ts";
 import type { Step } from "./lifecycle-step.ts";
 import { restartCountAfterStableRun } from "./restart-policy.ts";
 

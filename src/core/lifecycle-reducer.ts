@@ -6,6 +6,8 @@
  * current phase or process generation changes nothing; an illegal edge of the public state
  * throws IllegalTransitionError from `transition`, the one place that refuses it.
  */
+
+import { onExited, onGroupGone } from "./lifecycle-endings.ts";
 import type { Effect, LifecycleEvent } from "./lifecycle-events.ts";
 import {
   type AgentMachine,
@@ -19,8 +21,6 @@ import { onAdopt, onAutostart, onDeploy, onRestart, onStop } from "./lifecycle-o
 import { shuttingDown, startFailure } from "./lifecycle-outcomes.ts";
 import {
   applyLatestDefinition,
-  onExited,
-  onGroupGone,
   onLease,
   onSlot,
   onSpawned,
