@@ -45,8 +45,13 @@ function durableKey(m: AgentMachine<unknown>): string {
   return `${m.desired}|${heldPort(m.phase)}|${proc?.pid ?? 0}|${proc?.startTimeTicks}|${m.startTimeMs}`;
 }
 
+/**
+ * "Definition removed" as watchers see it: on a live agent (one that is not live is dropped by
+ * the registry at once, which publishes its removal instead).
+ */
 function removedFlag(m: AgentMachine<unknown>): boolean {
-  return m.definitions.latest.kind === "removed";
+  const idle = m.phase.kind === "idle" || m.phase.kind === "invalid";
+  return m.definitions.latest.kind === "removed" && !idle;
 }
 
 export class Step<D> {

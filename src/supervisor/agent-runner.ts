@@ -180,9 +180,12 @@ export class AgentRunner {
   /**
    * Adopts a live process that survived a daemon restart: RUNNING, reason ADOPTED.
    * @throws DeployError PORT_UNAVAILABLE when another agent leases `port`, RangeError when it is
-   *   not a port; the agent is then left as it was.
+   *   not a port, Error when the agent is not idle; the agent is then left as it was.
    */
   adopt(handle: ProcessHandle, port: number, startTimeMs: number | undefined): void {
+    if (this.#machine.phase.kind !== "idle") {
+      throw new Error(`agent ${this.name} is ${this.state}: only an idle agent adopts a process`);
+    }
     this.#deps.ports.reserve(this.name, port);
     this.#dispatch({
       type: "adopt",
@@ -193,7 +196,6 @@ export class AgentRunner {
     });
     const proc = liveProcess(this.#machine.phase);
     if (proc?.pid === handle.pid) this.#processes.attach(proc.generation, handle);
-    else this.#deps.ports.release(this.name);
   }
 
   /**
