@@ -62,13 +62,16 @@ export function beginStart<D>(
   if (chosen === undefined || (latest.kind === "invalid" && intent.manual)) {
     const message = latest.kind === "invalid" ? latest.message : `agent ${name} has no definition`;
     const step = slotHeld ? "lease" : "slot";
-    refuseStart(
-      t,
-      { kind: "acquiring", shown, intent, port, step, generation: 0, queued: [] },
-      {
-        ...configInvalid(name, message),
-      },
-    );
+    const phase: Acquiring = {
+      kind: "acquiring",
+      shown,
+      intent,
+      port,
+      step,
+      generation: 0,
+      queued: [],
+    };
+    refuseStart(t, phase, configInvalid(name, message));
     return;
   }
   t.update({ definitions: { ...definitions, inEffect: chosen } });
@@ -116,8 +119,9 @@ function refuseStart<D>(t: Step<D>, phase: Acquiring, failure: Failure): void {
     // A restart (automatic, or after a Restart stopped it) that cannot go on: FAILED.
     t.update({ desired: "stopped" });
     t.moveTo({ kind: "idle", shown: "FAILED" }, failure.code, failure.message);
-  } else if (phase.shown !== "BACKOFF") {
-    t.moveTo({ kind: "idle", shown: phase.shown });
+  } else {
+    // Nothing was held before this start: back to where it was (never BACKOFF, which holds a port).
+    t.moveTo({ kind: "idle", shown: phase.shown === "BACKOFF" ? "FAILED" : phase.shown });
   }
   applyLatestDefinition(t);
   requeue(t, phase.queued);
