@@ -25,14 +25,17 @@ async function refusal(promise: Promise<unknown>): Promise<unknown> {
   throw new Error("expected the operation to be refused");
 }
 
-/** Holds `port` on 127.0.0.1 the way a process outside the server would. */
-async function holdPort(port: number): Promise<void> {
+/** Holds a free port on 127.0.0.1 the way a process outside the server would; returns it. */
+async function holdPort(): Promise<number> {
   const server = createServer();
   servers.push(server);
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
-    server.listen({ host: "127.0.0.1", port }, () => resolve());
+    server.listen({ host: "127.0.0.1", port: 0 }, () => resolve());
   });
+  const address = server.address();
+  if (address === null || typeof address === "string") throw new Error("no port");
+  return address.port;
 }
 
 const INVALID_TOML = '[agent]\nname = "b"\n[deployment]\nport = "x"\n';
@@ -48,7 +51,7 @@ describe("refused operations", () => {
     ["deploy", "AGENT_CONFIG_INVALID"],
     ["restart", "AGENT_CONFIG_INVALID"],
   ] as const)("a %s refused with %s records nothing durable", async (operation, code) => {
-    const fixedPort = 10_000 + (process.pid % 50) * 100 + 90;
+    const heldPort = code === "PORT_UNAVAILABLE" ? await holdPort() : 0;
     harness = await createHarness(
       {
         a: faultAgentToml("a"),
@@ -56,7 +59,7 @@ describe("refused operations", () => {
           code === "AGENT_CONFIG_INVALID"
             ? INVALID_TOML
             : faultAgentToml("b", {
-                deployment: { port: code === "PORT_UNAVAILABLE" ? fixedPort : 0 },
+                deployment: { port: heldPort },
               }),
       },
       {
@@ -66,7 +69,6 @@ describe("refused operations", () => {
     );
     const { registry } = harness;
     await registry.deploy("a");
-    if (code === "PORT_UNAVAILABLE") await holdPort(fixedPort);
     const before = registry.status("b");
     const error = await refusal(registry[operation]("b"));
     expect(isDeployError(error, code)).toBe(true);
