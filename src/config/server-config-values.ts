@@ -6,7 +6,6 @@ import { isIP } from "node:net";
 import path from "node:path";
 import { ConfigError } from "./config-error.ts";
 import { describeValue } from "./config-values.ts";
-import { parseMemorySize } from "./memory-size.ts";
 import type { ServerConfigKeyInfo } from "./server-config-keys.ts";
 import { checkValue, serverValueSpec } from "./value-schema.ts";
 
@@ -57,7 +56,6 @@ export function convertValue(
       );
     }
     case "size":
-      return checkSize(raw, origin);
     case "integer":
     case "number": {
       // Ranges, units, defaults and what 0 means: the value schema (value-schema.ts).
@@ -76,26 +74,6 @@ export function convertValue(
       if (info.type === "path") return resolvePath(raw, paths);
       return checkString(info, raw, origin, paths);
     }
-  }
-}
-
-/**
- * A size in bytes: a positive whole number (a JSON number, or digits), or a string with a unit
- * as `parseMemorySize` reads it (`"100MiB"`, `"1.5GB"`).
- */
-function checkSize(raw: unknown, origin: ValueOrigin): number {
-  const rule = 'must be a positive number of bytes or a size with a unit such as "100MiB"';
-  const digits = typeof raw === "string" && /^\s*\d+\s*$/.test(raw);
-  const value = typeof raw === "number" ? raw : digits ? Number(raw) : undefined;
-  if (value !== undefined) {
-    if (Number.isSafeInteger(value) && value > 0) return value;
-    return failAt(origin, `${rule}, got ${describeValue(raw)}`);
-  }
-  if (typeof raw !== "string") return failAt(origin, `${rule}, got ${describeValue(raw)}`);
-  try {
-    return parseMemorySize(raw);
-  } catch (error) {
-    return failAt(origin, `${rule}, got ${describeValue(raw)} (${(error as Error).message})`);
   }
 }
 

@@ -35,8 +35,8 @@ import {
 } from "./server-config-values.ts";
 import { SERVER_VALUES } from "./value-schema.ts";
 
-/** Default of `max_package_bytes`: 100 MiB (SPEC §3). */
-export const DEFAULT_MAX_PACKAGE_BYTES = 100 * 1024 * 1024;
+/** Default of `max_package_bytes`: 100 MiB (SPEC §3; the value schema's default). */
+export const DEFAULT_MAX_PACKAGE_BYTES = SERVER_VALUES.max_package_bytes.default;
 
 /** Which source supplied a key's effective value. */
 export type ConfigSource = "default" | "file" | "env" | "flag";

@@ -9,21 +9,25 @@
  * - a definition key: add `"deployment.log_keep": count({ default: 3, zero: "keep no rotated
  *   file" })` to DEFINITION_VALUES, list it in `DEPLOYMENT_KEYS` (parse-definition.ts) and read
  *   it with `fields.value(table, "log_keep", DEFINITION_VALUES["deployment.log_keep"])`;
- * - a server key: add `log_keep: count({ default: 3, zero: "..." })` to SERVER_VALUES (the row
- *   in `server-config-keys.ts` still gives its flag, type and help) and read it in
- *   `buildConfig` with `SERVER_VALUES.log_keep.default` as the fallback.
- * A new kind of value (a size such as `"10MiB"`) is a new constructor and a case in checkValue.
+ * - a server key: add `log_max_bytes: size({ default: 10 * 1024 * 1024 })` to SERVER_VALUES (the
+ *   row in `server-config-keys.ts` still gives its flag, type and help) and read it in
+ *   `buildConfig` with `SERVER_VALUES.log_max_bytes.default` as the fallback.
+ * A new kind of value is a new constructor and a case in checkValue.
  */
 import { describeValue, MAX_DURATION_SECONDS, secondsToMs } from "./config-values.ts";
+import { parseMemorySize } from "./memory-size.ts";
 
 /** Shortest non-zero duration: durations are held in whole milliseconds. */
 const MIN_DURATION_SECONDS = 0.001;
 
 export interface ValueSpec {
-  /** `duration`: seconds in files, milliseconds in code; `integer`: a whole number. */
-  readonly kind: "duration" | "integer";
+  /**
+   * `duration`: seconds in files, milliseconds in code; `integer`: a whole number; `size`: bytes,
+   * written as a whole number or a string with a unit (`"100MiB"`, the units of `memory_limit`).
+   */
+  readonly kind: "duration" | "integer" | "size";
   /** Unit as shown in docs and messages. */
-  readonly unit: "seconds" | "port" | "count";
+  readonly unit: "seconds" | "port" | "count" | "bytes";
   /** Smallest accepted value other than 0. */
   readonly min: number;
   readonly max: number;
@@ -134,6 +138,22 @@ export function integer<Default extends number | undefined>(options: {
   });
 }
 
+/** A size in bytes, at least 1: a whole number, or a string with a unit. */
+export function size<Default extends number | undefined>(options: {
+  readonly default: Default;
+}): ValueSpec & { readonly default: Default } {
+  return Object.freeze({
+    kind: "size",
+    unit: "bytes",
+    min: 1,
+    max: Number.MAX_SAFE_INTEGER,
+    zero: undefined,
+    default: options.default,
+    cap: undefined,
+    rule: 'a positive number of bytes or a size with a unit such as "100MiB"',
+  });
+}
+
 /** The restart backoff never waits longer than this (restart-policy.ts MAX_BACKOFF_MS). */
 const BACKOFF_CAP = Object.freeze({
   above: 30,
@@ -170,6 +190,7 @@ export const SERVER_VALUES = Object.freeze({
   max_agents: positive({ default: 10 }),
   health_check_interval: duration({ default: 30 }),
   max_restarts: count({ default: 3, zero: "never restart automatically" }),
+  max_package_bytes: size({ default: 100 * 1024 * 1024 }),
 } satisfies Record<string, ValueSpec>);
 
 /** What an integer server key without a row accepts. */
@@ -197,6 +218,7 @@ export function checkValue(
   raw: unknown,
   options: { readonly fromText: boolean; readonly path: string },
 ): CheckedValue {
+  if (spec.kind === "size") return checkSize(spec, raw);
   const pattern = spec.kind === "integer" ? /^\d+$/ : /^(\d+(\.\d*)?|\.\d+)$/;
   const value =
     options.fromText && typeof raw === "string" && pattern.test(raw) ? Number(raw) : raw;
@@ -218,6 +240,27 @@ export function checkValue(
       ? `${options.path}: ${value} s is above the ${spec.cap.above} s cap of ${spec.cap.of}; ${spec.cap.effect}`
       : undefined;
   return { ok: true, value, warning };
+}
+
+/** Digits (from any source) are bytes; any other string is a size with a unit. */
+function checkSize(spec: ValueSpec, raw: unknown): CheckedValue {
+  const problem = (extra = ""): CheckedValue => ({
+    ok: false,
+    problem: `must be ${spec.rule}, got ${describeValue(raw)}${extra}`,
+  });
+  const digits = typeof raw === "string" && /^\s*\d+\s*$/.test(raw);
+  const value = typeof raw === "number" ? raw : digits ? Number(raw) : undefined;
+  if (value !== undefined) {
+    return Number.isSafeInteger(value) && value >= spec.min && value <= spec.max
+      ? { ok: true, value, warning: undefined }
+      : problem();
+  }
+  if (typeof raw !== "string") return problem();
+  try {
+    return { ok: true, value: parseMemorySize(raw), warning: undefined };
+  } catch (error) {
+    return problem(` (${error instanceof Error ? error.message : String(error)})`);
+  }
 }
 
 /** A checked value in code's unit: milliseconds for durations. */

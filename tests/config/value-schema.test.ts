@@ -34,6 +34,14 @@ describe("configuration value schema", () => {
     expect(checkValue(SERVER_VALUES.base_port, "81.5", text)).toMatchObject({ ok: false });
   });
 
+  it("reads a size as bytes or with a unit, and refuses 0 and fractions of a byte", () => {
+    const spec = SERVER_VALUES.max_package_bytes;
+    expect(checkValue(spec, "5MiB", text)).toMatchObject({ ok: true, value: 5 * 1024 * 1024 });
+    expect(checkValue(spec, 2048, file)).toMatchObject({ ok: true, value: 2048 });
+    expect(checkValue(spec, 0, file)).toMatchObject({ ok: false });
+    expect(checkValue(spec, 1.5, file)).toMatchObject({ ok: false });
+  });
+
   it("keeps a value beyond a cap and says what the cap does", () => {
     const spec = duration({ default: 1, cap: { above: 30, of: "x", effect: "y" } });
     expect(checkValue(spec, 31, file)).toEqual({
@@ -46,10 +54,13 @@ describe("configuration value schema", () => {
 
   it("has a row for every numeric server key, agreeing with the default shown in help", () => {
     for (const info of SERVER_CONFIG_KEYS) {
-      if (info.type !== "integer" && info.type !== "number") continue;
+      if (info.type !== "integer" && info.type !== "number" && info.type !== "size") continue;
       const spec = serverValueSpec(info.key);
       expect(Object.hasOwn(SERVER_VALUES, info.key), info.key).toBe(true);
-      if (spec.default !== undefined) expect(info.defaultText, info.key).toBe(String(spec.default));
+      expect(spec.kind, info.key).toBe(info.type === "number" ? "duration" : info.type);
+      if (spec.default !== undefined && info.type !== "size") {
+        expect(info.defaultText, info.key).toBe(String(spec.default));
+      }
     }
   });
 });
