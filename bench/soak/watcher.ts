@@ -11,15 +11,20 @@ import { RpcError } from "../../src/rpc/grpc-client.ts";
 import { delay } from "../lib/timing.ts";
 import { atollClient, healthName, stateName } from "../tools/atoll.ts";
 
-/** Allowed lifecycle edges (proto/atoll/deployment/v1/agent.proto, AgentState). */
+/**
+ * Allowed lifecycle edges as watchers see them (docs/lifecycle.md): one change per event, so an
+ * event that makes several hops shows its first and last state (STOPPING → INVALID). FAILED and
+ * STOPPED follow a process only through STOPPING; BACKOFF ends STOPPED or FAILED when no process
+ * is left to stop.
+ */
 const EDGES: Readonly<Record<string, readonly string[]>> = {
-  DISCOVERED: ["STARTING", "INVALID"],
-  STOPPED: ["STARTING", "INVALID"],
-  FAILED: ["STARTING", "INVALID"],
-  STARTING: ["RUNNING", "BACKOFF", "FAILED", "STOPPED", "STOPPING", "INVALID"],
-  RUNNING: ["BACKOFF", "FAILED", "STOPPED", "STOPPING", "INVALID"],
-  BACKOFF: ["STARTING", "STOPPING", "INVALID"],
-  STOPPING: ["STOPPED", "INVALID"],
+  DISCOVERED: ["STARTING", "RUNNING", "FAILED", "INVALID"],
+  STOPPED: ["STARTING", "RUNNING", "FAILED", "INVALID"],
+  FAILED: ["STARTING", "RUNNING", "INVALID"],
+  STARTING: ["RUNNING", "BACKOFF", "STOPPING"],
+  RUNNING: ["BACKOFF", "STOPPING"],
+  BACKOFF: ["STARTING", "RUNNING", "STOPPING", "STOPPED", "FAILED", "INVALID"],
+  STOPPING: ["STOPPED", "FAILED", "INVALID"],
   INVALID: ["DISCOVERED"],
 };
 

@@ -51,10 +51,16 @@ async function run(options: AgentCliOptions): Promise<void> {
     stopping = true;
     log({ time: new Date().toISOString(), event: "stopping", reason });
     setTimeout(() => process.exit(0), SHUTDOWN_HARD_LIMIT_MS).unref();
-    void server.close(SHUTDOWN_GRACE_MS).then(() => {
-      log({ time: new Date().toISOString(), event: "stopped" });
-      process.exit(0);
-    });
+    server.close(SHUTDOWN_GRACE_MS).then(
+      () => {
+        log({ time: new Date().toISOString(), event: "stopped" });
+        process.exit(0);
+      },
+      (error: unknown) => {
+        log({ time: new Date().toISOString(), event: "stop failed", error: String(error) });
+        process.exit(1);
+      },
+    );
   };
 
   const server = createAgentHttpServer({

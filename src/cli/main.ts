@@ -5,16 +5,23 @@
  */
 import { runCli } from "./cli.ts";
 import { parseCommandLine } from "./command-line.ts";
+import { installCrashGuard } from "./crash-guard.ts";
 
 const SHUTDOWN_SIGNALS: readonly NodeJS.Signals[] = ["SIGTERM", "SIGINT"];
+/** `serve` also takes SIGUSR2: detach, leaving the agents running (docs/operations.md). */
+const SERVE_SIGNALS: readonly NodeJS.Signals[] = [...SHUTDOWN_SIGNALS, "SIGUSR2"];
+
+/** After an error nothing caught, the daemon detaches; it ends within this whatever happens. */
+const FATAL_EXIT_DEADLINE_MS = 15_000;
 
 /** How long to wait after the exit status is set before ending a process kept alive by handles. */
 const EXIT_GRACE_MS = 2_000;
 
 /**
- * Installs SIGTERM/SIGINT handlers at once (so a signal during the daemon's start-up is not
- * lost) and hands them to `runServe`: the promise resolves with the first signal, whenever it
- * came; `onSecond` runs for every later one.
+ * Installs SIGTERM/SIGINT/SIGUSR2 handlers at once (so a signal during the daemon's start-up is
+ * not lost; without a handler SIGUSR2 would end the process without saving state) and hands
+ * them to `runServe`: the promise resolves with the first signal, whenever it came; `onSecond`
+ * runs for every later one.
  */
 function serveSignals(): (onSecond: () => void) => Promise<NodeJS.Signals> {
   let first: NodeJS.Signals | undefined;
@@ -31,7 +38,7 @@ function serveSignals(): (onSecond: () => void) => Promise<NodeJS.Signals> {
       extra += 1;
     }
   };
-  for (const signal of SHUTDOWN_SIGNALS) process.on(signal, handler);
+  for (const signal of SERVE_SIGNALS) process.on(signal, handler);
   return (onSecond) => {
     second = onSecond;
     for (; extra > 0; extra -= 1) onSecond();
@@ -71,6 +78,10 @@ async function main(): Promise<number> {
   const line = parseCommandLine(process.argv.slice(2), process.env);
   if (line.kind === "serve") {
     const shutdownSignals = serveSignals();
+    const guard = installCrashGuard(process, {
+      deadlineMs: FATAL_EXIT_DEADLINE_MS,
+      exit: (code) => process.exit(code),
+    });
     // Loaded only for `serve`: the daemon's modules would slow every client command's start.
     const { runServe } = await import("./serve.ts");
     return runServe({
@@ -80,6 +91,7 @@ async function main(): Promise<number> {
       stdout: process.stdout,
       stderr: process.stderr,
       shutdownSignals,
+      fatalErrors: (handler) => guard.onFatal(handler),
     });
   }
   // The CLI's stderr is for its own one-line messages (scripts read them); grpc-js's TLS to an

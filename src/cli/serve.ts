@@ -28,6 +28,7 @@ import { SlotPool } from "../supervisor/agent-slots.ts";
 import { restoreState, StateSaver } from "../supervisor/daemon-state.ts";
 import { EventHub } from "../supervisor/event-hub.ts";
 import { createRunnerPlatform } from "../supervisor/platform-binding.ts";
+import type { FatalHandler } from "./crash-guard.ts";
 import { parseServeFlags, SERVE_USAGE } from "./serve-flags.ts";
 
 /** Absolute path of the bundled `atoll-agent` entry point. */
@@ -47,6 +48,16 @@ export interface ServeIo {
    * (detach: exit leaving agents running); `onSecond` runs on any later signal.
    */
   readonly shutdownSignals: (onSecond: () => void) => Promise<NodeJS.Signals>;
+  /**
+   * Subscribes to errors nothing caught (`src/cli/crash-guard.ts`): the daemon logs each and
+   * detaches, exiting 1 with the agents left running for the next daemon to adopt.
+   */
+  readonly fatalErrors?: (handler: FatalHandler) => void;
+}
+
+/** Logs a failed log rotation with the file and the error itself. */
+export function logRotationFailure(logger: Logger): (logPath: string, error: unknown) => void {
+  return (logPath, error) => logger.warn("log rotation failed", { path: logPath, error });
 }
 
 /** `argv[0]` → the argv prefix that runs it: the bundled runtime runs on this very Node. */
@@ -95,6 +106,16 @@ export async function runServe(io: ServeIo): Promise<number> {
     return 0;
   }
   const logger = createJsonLogger({ sink: io.stderr, level: config.logLevel });
+  // An error nothing caught: logged, then the daemon detaches (below) instead of dying mid-write.
+  const fatal = new Promise<unknown>((resolve) => {
+    io.fatalErrors?.((error, origin) => {
+      logger.error("uncaught error in the daemon; detaching, agents keep running", {
+        origin,
+        error,
+      });
+      resolve(error);
+    });
+  });
   for (const warning of warnings) logger.warn(warning);
   let authToken: string | undefined;
   if (config.authTokenFile !== undefined) {
@@ -150,9 +171,7 @@ export async function runServe(io: ServeIo): Promise<number> {
     config.httpListen === undefined
       ? undefined
       : new AtollMetrics({ services: [DeploymentService] });
-  const rotator = new LogRotator({
-    onError: (error: unknown) => logger.warn("log rotation failed", { error: String(error) }),
-  });
+  const rotator = new LogRotator({ onError: logRotationFailure(logger) });
   registry = new AgentRegistry(
     {
       clock: systemClock,
@@ -182,7 +201,10 @@ export async function runServe(io: ServeIo): Promise<number> {
     },
     () => saver.schedule(),
     // Revisions start at the clock in microseconds: above any a previous run handed out.
-    new EventHub({ baseRevision: Date.now() * 1000 }),
+    new EventHub({
+      baseRevision: Date.now() * 1000,
+      onListenerError: (error) => logger.error("a change listener failed", { error }),
+    }),
   );
   const track = (names: Iterable<string>): void => {
     for (const name of names) rotator.add(agentLogPath(logDir, name));
@@ -289,22 +311,30 @@ export async function runServe(io: ServeIo): Promise<number> {
   );
   registry.autostart();
   logger.info("restored previous state", restored);
+  // Background tasks of the daemon's lifetime: each handles its own failure, and all are
+  // awaited at shutdown so that none outlives the daemon (no promise is left floating).
   // Old package versions are collected once the live agents (adopted ones too) are known.
-  void packages.collectAll();
-  void catalog
+  const collecting = packages
+    .collectAll()
+    .catch((error: unknown) => logger.error("collecting old package versions failed", { error }));
+  const watchingPackages = catalog
     .watchPackages(lifetime.signal, (error: unknown) =>
       logger.warn("packages directory scan failed", { error: String(error) }),
     )
     .catch((error: unknown) =>
       logger.error("packages directory watch failed", { error: String(error) }),
     );
-  void rotator.run(lifetime.signal);
-  void watchAgentsDirectory(config.agentsDirectory, (result) => catalog.setDirectory(result), {
-    signal: lifetime.signal,
-    initial: discovered,
-    onError: (error: unknown) =>
-      logger.warn("agents directory scan failed", { error: String(error) }),
-  }).catch((error: unknown) =>
+  const rotating = rotator.run(lifetime.signal);
+  const watching = watchAgentsDirectory(
+    config.agentsDirectory,
+    (result) => catalog.setDirectory(result),
+    {
+      signal: lifetime.signal,
+      initial: discovered,
+      onError: (error: unknown) =>
+        logger.warn("agents directory scan failed", { error: String(error) }),
+    },
+  ).catch((error: unknown) =>
     logger.error("agents directory watch failed", { error: String(error) }),
   );
 
@@ -316,30 +346,42 @@ export async function runServe(io: ServeIo): Promise<number> {
     agents: registry.list().length,
   });
 
-  const signal = await io.shutdownSignals(() => {
-    logger.warn("second signal: killing agents now");
-    force.abort();
-  });
+  const stop = await Promise.race([
+    io
+      .shutdownSignals(() => {
+        logger.warn("second signal: killing agents now");
+        force.abort();
+      })
+      .then((signal) => ({ signal, fatal: false })),
+    fatal.then(() => ({ signal: undefined, fatal: true })),
+  ]);
+  const { signal } = stop;
   server.beginDrain();
-  if (signal === "SIGUSR2") {
-    // Upgrade path: leave the agents running; the next `serve` adopts them.
-    logger.info("detaching: agents keep running for the next daemon to adopt", { signal });
+  // Background tasks end with `lifetime`; awaited so that none outlives the daemon.
+  const background = (): Promise<unknown> =>
+    Promise.allSettled([collecting, watchingPackages, rotating, watching]);
+  if (signal === "SIGUSR2" || stop.fatal) {
+    // Upgrade path (and the way out of an error nothing caught): leave the agents running and
+    // the state saved; the next `serve` adopts them.
+    logger.info("detaching: agents keep running for the next daemon to adopt", {
+      ...(signal !== undefined && { signal }),
+    });
     registry.detach();
     await saver
       .save()
-      .catch((error: unknown) => logger.error("final state save failed", { error: String(error) }));
+      .catch((error: unknown) => logger.error("final state save failed", { error }));
     lifetime.abort();
     await closeListeners();
+    await background();
     packages.close();
-    return 0;
+    return stop.fatal ? 1 : 0;
   }
   logger.info("shutting down", { signal });
   const { killed } = await registry.shutdown();
-  await saver
-    .save()
-    .catch((error: unknown) => logger.error("final state save failed", { error: String(error) }));
+  await saver.save().catch((error: unknown) => logger.error("final state save failed", { error }));
   lifetime.abort();
   await closeListeners();
+  await background();
   packages.close();
   logger.info("stopped", { killedAgents: killed });
   return killed ? 1 : 0;

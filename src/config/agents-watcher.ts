@@ -161,7 +161,7 @@ class AgentsWatcher {
     if (this.#closed || this.#debounceTimer !== undefined) return;
     this.#debounceTimer = setTimeout(() => {
       this.#debounceTimer = undefined;
-      void this.#scan();
+      this.#scan().catch((error: unknown) => this.#onError(error));
     }, this.#debounceMs);
   }
 
@@ -170,7 +170,7 @@ class AgentsWatcher {
     if (this.#closed) return;
     this.#pollTimer = setTimeout(() => {
       this.#pollTimer = undefined;
-      void this.#scan();
+      this.#scan().catch((error: unknown) => this.#onError(error));
     }, this.#pollIntervalMs);
   }
 

@@ -8,11 +8,10 @@ import {
   describeValue,
   escapeControlChars,
   isTable,
-  MAX_DURATION_SECONDS,
   ownValue,
-  secondsToMs,
   type Table,
 } from "./config-values.ts";
+import { checkValue, inCodeUnit, type ValueSpec } from "./value-schema.ts";
 
 /** One validation problem: `key` is a dotted path such as `deployment.port`. */
 export interface Problem {
@@ -72,43 +71,17 @@ export class FieldReader {
     return this.fail(path, `must be true or false, got ${describeValue(value)}`);
   }
 
-  /** An integer in [min, max]; `rule` is the wording of the range for the message. */
-  integer(
-    table: Table,
-    key: string,
-    path: string,
-    range: { readonly min: number; readonly max: number; readonly rule: string },
-  ): number | undefined {
-    const value = ownValue(table, key);
-    if (value === undefined) return undefined;
-    if (
-      typeof value === "number" &&
-      Number.isSafeInteger(value) &&
-      value >= range.min &&
-      value <= range.max
-    ) {
-      return value;
-    }
-    return this.fail(path, `must be ${range.rule}, got ${describeValue(value)}`);
-  }
-
-  /** Seconds (fractional allowed), > 0 and ≤ MAX_DURATION_SECONDS, as whole milliseconds ≥ 1. */
-  durationMs(table: Table, key: string, path: string): number | undefined {
-    const value = ownValue(table, key);
-    if (value === undefined) return undefined;
-    if (
-      typeof value === "number" &&
-      Number.isFinite(value) &&
-      value > 0 &&
-      value <= MAX_DURATION_SECONDS &&
-      secondsToMs(value) >= 1
-    ) {
-      return secondsToMs(value);
-    }
-    return this.fail(
-      path,
-      `must be a number of seconds between 0.001 and ${MAX_DURATION_SECONDS}, got ${describeValue(value)}`,
-    );
+  /**
+   * A numeric value checked against its row of the value schema: in code's unit (milliseconds
+   * for durations). A value beyond the row's cap is kept, with a warning.
+   */
+  value(table: Table, key: string, path: string, spec: ValueSpec): number | undefined {
+    const raw = ownValue(table, key);
+    if (raw === undefined) return undefined;
+    const checked = checkValue(spec, raw, { fromText: false, path });
+    if (!checked.ok) return this.fail(path, checked.problem);
+    if (checked.warning !== undefined) this.warn(checked.warning);
+    return inCodeUnit(spec, checked.value);
   }
 
   /** An array of strings; `nonEmpty` also refuses `[]`. No string may contain NUL. */

@@ -34,6 +34,7 @@ import {
   parseCpuQuantity,
 } from "./kubernetes-syntax.ts";
 import { parseMemorySize } from "./memory-size.ts";
+import { DEFINITION_VALUES, defaultInCodeUnit, type ValueSpec } from "./value-schema.ts";
 
 /** Result of `parseAgentDefinition`. */
 export type ParseDefinitionResult =
@@ -47,17 +48,31 @@ export type ParseDefinitionResult =
       readonly warnings: readonly string[];
     };
 
-/** Defaults of SPEC §2 that do not come from the server configuration. */
+const V = DEFINITION_VALUES;
+
+/** `restart_delay` for the row `deployment.restart_delay`, and so on. */
+type DeploymentValueKey = {
+  [P in keyof typeof V]: P extends `deployment.${infer K}` ? K : never;
+}[keyof typeof V];
+
+function schemaDefault(spec: ValueSpec): number {
+  const value = defaultInCodeUnit(spec);
+  // Only rows whose default comes from the server configuration have none.
+  if (value === undefined) throw new Error("a definition default is missing from the schema");
+  return value;
+}
+
+/** Defaults of SPEC §2 that do not come from the server configuration (from the value schema). */
 export const DEFINITION_DEFAULTS = Object.freeze({
-  port: 0,
+  port: schemaDefault(V["deployment.port"]),
   autostart: false,
-  restartDelayMs: 1_000,
-  stableAfterMs: 60_000,
+  restartDelayMs: schemaDefault(V["deployment.restart_delay"]),
+  stableAfterMs: schemaDefault(V["deployment.stable_after"]),
   healthPath: "/status",
-  healthTimeoutMs: 10_000,
-  failureThreshold: 3,
-  startTimeoutMs: 30_000,
-  stopTimeoutMs: 10_000,
+  healthTimeoutMs: schemaDefault(V["deployment.health_timeout"]),
+  failureThreshold: schemaDefault(V["deployment.failure_threshold"]),
+  startTimeoutMs: schemaDefault(V["deployment.start_timeout"]),
+  stopTimeoutMs: schemaDefault(V["deployment.stop_timeout"]),
 });
 
 const AGENT_KEYS = ["name", "version", "description", "capabilities"] as const;
@@ -90,22 +105,6 @@ const SERVER_SET_ENV: readonly string[] = [
   "ATOLL_AGENT_HOST",
   "ATOLL_AGENT_CONFIG",
 ];
-
-const PORT_RANGE = Object.freeze({
-  min: 0,
-  max: 65535,
-  rule: "an integer between 1 and 65535, or 0 to lease a free port",
-});
-const COUNT_RANGE = Object.freeze({
-  min: 0,
-  max: Number.MAX_SAFE_INTEGER,
-  rule: "a non-negative integer",
-});
-const THRESHOLD_RANGE = Object.freeze({
-  min: 1,
-  max: Number.MAX_SAFE_INTEGER,
-  rule: "a positive integer",
-});
 
 const NAME_RULE = `must match ${AGENT_NAME_PATTERN.source} (1 to 63 letters, digits, "_", "." or "-", starting with a letter or digit)`;
 
@@ -210,7 +209,7 @@ function readDeployment(fields: FieldReader, table: Table, resources: Table): De
       fields.warn(`deployment.env.${key} is ignored: the server always sets ${key}`);
     }
   }
-  const port = fields.integer(table, "port", "deployment.port", PORT_RANGE);
+  const port = fields.value(table, "port", "deployment.port", V["deployment.port"]);
   const healthPath = fields.string(table, "health_path", "deployment.health_path");
   if (healthPath !== undefined && healthPath !== "" && !/^\/[\x21-\x7e]*$/.test(healthPath)) {
     fields.fail(
@@ -220,15 +219,17 @@ function readDeployment(fields: FieldReader, table: Table, resources: Table): De
   }
 
   // Older definitions put health_check_interval under [resources]; [deployment] wins.
-  const intervalHere = fields.durationMs(
+  const intervalHere = fields.value(
     table,
     "health_check_interval",
     "deployment.health_check_interval",
+    V["deployment.health_check_interval"],
   );
-  const intervalOld = fields.durationMs(
+  const intervalOld = fields.value(
     resources,
     "health_check_interval",
     "resources.health_check_interval",
+    V["resources.health_check_interval"],
   );
   if (intervalHere !== undefined && intervalOld !== undefined && intervalHere !== intervalOld) {
     fields.warn(
@@ -237,28 +238,24 @@ function readDeployment(fields: FieldReader, table: Table, resources: Table): De
   }
 
   const d = DEFINITION_DEFAULTS;
+  /** A numeric `[deployment]` key, checked against its schema row. */
+  const value = (key: DeploymentValueKey): number | undefined =>
+    fields.value(table, key, `deployment.${key}`, V[`deployment.${key}`]);
   return Object.freeze({
     command: command ?? DEFAULT_COMMAND,
     env: env ?? Object.freeze({}),
     port: port ?? d.port,
     autostart: fields.boolean(table, "autostart", "deployment.autostart") ?? d.autostart,
     autoRestart: fields.boolean(table, "auto_restart", "deployment.auto_restart"),
-    maxRestarts: fields.integer(table, "max_restarts", "deployment.max_restarts", COUNT_RANGE),
-    restartDelayMs:
-      fields.durationMs(table, "restart_delay", "deployment.restart_delay") ?? d.restartDelayMs,
-    stableAfterMs:
-      fields.durationMs(table, "stable_after", "deployment.stable_after") ?? d.stableAfterMs,
+    maxRestarts: value("max_restarts"),
+    restartDelayMs: value("restart_delay") ?? d.restartDelayMs,
+    stableAfterMs: value("stable_after") ?? d.stableAfterMs,
     healthPath: healthPath ?? d.healthPath,
     healthCheckIntervalMs: intervalHere ?? intervalOld,
-    healthTimeoutMs:
-      fields.durationMs(table, "health_timeout", "deployment.health_timeout") ?? d.healthTimeoutMs,
-    failureThreshold:
-      fields.integer(table, "failure_threshold", "deployment.failure_threshold", THRESHOLD_RANGE) ??
-      d.failureThreshold,
-    startTimeoutMs:
-      fields.durationMs(table, "start_timeout", "deployment.start_timeout") ?? d.startTimeoutMs,
-    stopTimeoutMs:
-      fields.durationMs(table, "stop_timeout", "deployment.stop_timeout") ?? d.stopTimeoutMs,
+    healthTimeoutMs: value("health_timeout") ?? d.healthTimeoutMs,
+    failureThreshold: value("failure_threshold") ?? d.failureThreshold,
+    startTimeoutMs: value("start_timeout") ?? d.startTimeoutMs,
+    stopTimeoutMs: value("stop_timeout") ?? d.stopTimeoutMs,
   });
 }
 
@@ -294,12 +291,6 @@ function readResources(fields: FieldReader, table: Table): ResourceSettings {
   return Object.freeze({ memoryLimitBytes });
 }
 
-const GPU_RANGE = Object.freeze({
-  min: 0,
-  max: 1024,
-  rule: "a whole number of GPUs between 0 and 1024",
-});
-
 function readKubernetes(fields: FieldReader, table: Table): KubernetesSettings {
   const image = fields.string(table, "image", "kubernetes.image");
   if (image !== undefined && !isImageReference(image)) {
@@ -327,7 +318,9 @@ function readKubernetes(fields: FieldReader, table: Table): KubernetesSettings {
       `must be a number of cores or a string such as "500m", got ${describeValue(cpuValue)}`,
     );
   }
-  const gpus = fields.integer(table, "gpus", "kubernetes.gpus", GPU_RANGE) ?? 0;
+  const gpus =
+    fields.value(table, "gpus", "kubernetes.gpus", V["kubernetes.gpus"]) ??
+    schemaDefault(V["kubernetes.gpus"]);
   const selector = fields.stringTable(table, "node_selector", "kubernetes.node_selector") ?? {};
   for (const [key, value] of Object.entries(selector)) {
     const keyProblem = labelKeyProblem(key);

@@ -5,9 +5,9 @@
 import { isIP } from "node:net";
 import path from "node:path";
 import { ConfigError } from "./config-error.ts";
-import { describeValue, MAX_DURATION_SECONDS } from "./config-values.ts";
-import { parseMemorySize } from "./memory-size.ts";
+import { describeValue } from "./config-values.ts";
 import type { ServerConfigKeyInfo } from "./server-config-keys.ts";
+import { checkValue, serverValueSpec } from "./value-schema.ts";
 
 /** Where a value came from; `label` names it in messages. */
 export type ValueOrigin =
@@ -55,27 +55,13 @@ export function convertValue(
         `must be ${fromText ? "true or false (or 1/0, yes/no, on/off)" : "true or false"}, got ${describeValue(raw)}`,
       );
     }
-    case "integer": {
-      const value = fromText && /^\d+$/.test(raw) ? Number(raw) : raw;
-      return checkInteger(info, value, raw, origin);
-    }
     case "size":
-      return checkSize(raw, origin);
+    case "integer":
     case "number": {
-      const value = fromText && /^(\d+(\.\d*)?|\.\d+)$/.test(raw) ? Number(raw) : raw;
-      if (
-        typeof value === "number" &&
-        Number.isFinite(value) &&
-        value > 0 &&
-        value <= MAX_DURATION_SECONDS &&
-        Math.round(value * 1000) >= 1
-      ) {
-        return value;
-      }
-      return failAt(
-        origin,
-        `must be a number of seconds between 0.001 and ${MAX_DURATION_SECONDS}, got ${describeValue(raw)}`,
-      );
+      // Ranges, units, defaults and what 0 means: the value schema (value-schema.ts).
+      const checked = checkValue(serverValueSpec(info.key), raw, { fromText, path: origin.label });
+      if (!checked.ok) return failAt(origin, checked.problem);
+      return checked.value;
     }
     default: {
       if (typeof raw !== "string") {
@@ -89,45 +75,6 @@ export function convertValue(
       return checkString(info, raw, origin, paths);
     }
   }
-}
-
-/**
- * A size in bytes: a positive whole number (a JSON number, or digits), or a string with a unit
- * as `parseMemorySize` reads it (`"100MiB"`, `"1.5GB"`).
- */
-function checkSize(raw: unknown, origin: ValueOrigin): number {
-  const rule = 'must be a positive number of bytes or a size with a unit such as "100MiB"';
-  const digits = typeof raw === "string" && /^\s*\d+\s*$/.test(raw);
-  const value = typeof raw === "number" ? raw : digits ? Number(raw) : undefined;
-  if (value !== undefined) {
-    if (Number.isSafeInteger(value) && value > 0) return value;
-    return failAt(origin, `${rule}, got ${describeValue(raw)}`);
-  }
-  if (typeof raw !== "string") return failAt(origin, `${rule}, got ${describeValue(raw)}`);
-  try {
-    return parseMemorySize(raw);
-  } catch (error) {
-    return failAt(origin, `${rule}, got ${describeValue(raw)} (${(error as Error).message})`);
-  }
-}
-
-/** `raw` is what the user wrote, quoted in the message. */
-function checkInteger(
-  info: ServerConfigKeyInfo,
-  value: unknown,
-  raw: unknown,
-  origin: ValueOrigin,
-): number {
-  const [min, max, rule] =
-    info.key === "base_port" || info.key === "max_port"
-      ? [1, 65535, "an integer between 1 and 65535"]
-      : info.key === "max_agents"
-        ? [1, Number.MAX_SAFE_INTEGER, "a positive integer"]
-        : [0, Number.MAX_SAFE_INTEGER, "a non-negative integer"];
-  if (typeof value === "number" && Number.isSafeInteger(value) && value >= min && value <= max) {
-    return value;
-  }
-  return failAt(origin, `must be ${rule}, got ${describeValue(raw)}`);
 }
 
 function checkString(

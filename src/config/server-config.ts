@@ -34,9 +34,10 @@ import {
   resolvePath,
   type ValueOrigin,
 } from "./server-config-values.ts";
+import { SERVER_VALUES } from "./value-schema.ts";
 
-/** Default of `max_package_bytes`: 100 MiB (SPEC §3). */
-export const DEFAULT_MAX_PACKAGE_BYTES = 100 * 1024 * 1024;
+/** Default of `max_package_bytes`: 100 MiB (SPEC §3; the value schema's default). */
+export const DEFAULT_MAX_PACKAGE_BYTES = SERVER_VALUES.max_package_bytes.default;
 
 /** Which source supplied a key's effective value. */
 export type ConfigSource = "default" | "file" | "env" | "flag";
@@ -155,7 +156,8 @@ function buildConfig(
     effective.get(key)?.value as T | undefined;
   const label = (key: ServerConfigKey) => effective.get(key)?.origin.label ?? "default";
 
-  const basePort = get<number>("base_port") ?? 8100;
+  const S = SERVER_VALUES;
+  const basePort = get<number>("base_port") ?? S.base_port.default;
   // The default range is 1000 ports, cut at the top of the port space.
   const maxPort = get<number>("max_port") ?? Math.min(basePort + 999, 65535);
   if (maxPort < basePort) {
@@ -179,17 +181,18 @@ function buildConfig(
     );
   }
 
-  const healthCheckIntervalS = get<number>("health_check_interval") ?? 30;
+  const healthCheckIntervalS =
+    get<number>("health_check_interval") ?? S.health_check_interval.default;
   const httpListen = get<string>("http_listen") ?? "127.0.0.1:50052";
   return Object.freeze({
     enabled: get<boolean>("enabled") ?? true,
     host: get<string>("host") ?? "localhost",
     basePort,
     maxPort,
-    maxAgents: get<number>("max_agents") ?? 10,
+    maxAgents: get<number>("max_agents") ?? S.max_agents.default,
     healthCheckIntervalMs: secondsToMs(healthCheckIntervalS),
     restartOnFailure: get<boolean>("restart_on_failure") ?? true,
-    maxRestarts: get<number>("max_restarts") ?? 3,
+    maxRestarts: get<number>("max_restarts") ?? S.max_restarts.default,
     agentsDirectory: get<string>("agents_directory") ?? path.resolve(input.cwd, "atoll_agents"),
     listen: get<string>("listen") ?? "127.0.0.1:50051",
     stateDir: get<string>("state_dir") ?? defaultStateDir(input.env, input.homeDir),

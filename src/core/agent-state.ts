@@ -27,16 +27,23 @@ export function isLive(state: AgentStateName): boolean {
   return LIVE_STATES.has(state);
 }
 
+/**
+ * The legal hops between public states. One event may make several hops (a process group gone,
+ * then the definition that became invalid meanwhile applied: STOPPING → STOPPED → INVALID);
+ * each hop is checked here. FAILED and STOPPED are reached from a process only through
+ * STOPPING: the state says "no process" only once the whole group has exited.
+ */
 const EDGES: Readonly<Record<AgentStateName, readonly AgentStateName[]>> = {
   // → FAILED directly: the process could not even be spawned (EXECUTABLE_NOT_FOUND).
   DISCOVERED: ["STARTING", "RUNNING", "FAILED", "INVALID"],
   STOPPED: ["STARTING", "RUNNING", "FAILED", "INVALID"],
-  FAILED: ["STARTING", "RUNNING", "FAILED", "INVALID"],
-  STARTING: ["RUNNING", "BACKOFF", "FAILED", "STOPPED", "STOPPING"],
-  RUNNING: ["BACKOFF", "FAILED", "STOPPED", "STOPPING"],
+  FAILED: ["STARTING", "RUNNING", "INVALID"],
+  STARTING: ["RUNNING", "BACKOFF", "STOPPING"],
+  RUNNING: ["BACKOFF", "STOPPING"],
+  // → STOPPED: undeployed with no process left; → FAILED: the next start was impossible.
   BACKOFF: ["STARTING", "STOPPING", "STOPPED", "FAILED"],
-  STOPPING: ["STOPPED"],
-  INVALID: ["DISCOVERED", "INVALID"],
+  STOPPING: ["STOPPED", "FAILED"],
+  INVALID: ["DISCOVERED"],
 };
 
 /** True when `from → to` is a legal edge of the lifecycle. */
@@ -68,6 +75,7 @@ export class IllegalTransitionError extends Error {
 /**
  * Returns the lifecycle after moving to `to`, or throws IllegalTransitionError for
  * an edge the state machine does not have (a bug in the caller, never user input).
+ * Staying in a state is not an edge: relabel it without this check.
  */
 export function transition(
   current: Lifecycle,

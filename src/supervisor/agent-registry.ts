@@ -4,7 +4,8 @@ import { isValidAgentName } from "../core/agent-name.ts";
 import type { AgentStatus } from "../core/agent-status.ts";
 import { DeployError } from "../core/errors.ts";
 import { followLog, readLogTail } from "../platform/log-file.ts";
-import { AgentRunner, type DefinitionUpdate } from "./agent-runner.ts";
+import { AgentRunner } from "./agent-runner.ts";
+import { type DiscoveryUpdate, discoveryUpdate } from "./definition-tracking.ts";
 import { EventHub } from "./event-hub.ts";
 import type { RunnerDeps } from "./runner-deps.ts";
 
@@ -32,8 +33,17 @@ export class AgentRegistry implements AgentBackend {
   readonly #onPersistentChange: () => void;
   #closed = false;
 
-  /** @param onPersistentChange called after any change the state file records (coalesce writes there). */
-  constructor(deps: RunnerDeps, onPersistentChange: () => void, events = new EventHub()) {
+  /**
+   * @param onPersistentChange called after any change the state file records (coalesce writes there).
+   * @param events the change stream; by default one whose listener errors are logged.
+   */
+  constructor(
+    deps: RunnerDeps,
+    onPersistentChange: () => void,
+    events = new EventHub({
+      onListenerError: (error) => deps.logger.error("a change listener failed", { error }),
+    }),
+  ) {
     this.#deps = deps;
     this.#onPersistentChange = onPersistentChange;
     this.events = events;
@@ -45,15 +55,7 @@ export class AgentRegistry implements AgentBackend {
     for (const found of agents) {
       const name = found.kind === "valid" ? found.definition.name : found.name;
       seen.add(name);
-      const update: DefinitionUpdate & { kind: "valid" | "invalid" } =
-        found.kind === "valid"
-          ? { kind: "valid", definition: found.definition }
-          : {
-              kind: "invalid",
-              configPath: found.configPath,
-              message: found.message,
-              warnings: found.warnings,
-            };
+      const update = discoveryUpdate(found);
       const runner = this.#runners.get(name);
       if (runner) runner.updateDefinition(update);
       else this.#add(name, update);
@@ -64,21 +66,23 @@ export class AgentRegistry implements AgentBackend {
     }
   }
 
-  #add(name: string, initial: DefinitionUpdate & { kind: "valid" | "invalid" }): void {
+  #add(name: string, initial: DiscoveryUpdate & { kind: "valid" | "invalid" }): void {
     const runner = new AgentRunner(
       name,
       this.#deps,
-      (previous, status) => {
-        this.events.publish({
-          kind: "change",
-          name,
-          previousState: previous.state,
-          previousHealth: previous.health,
-          status,
-          atMs: this.#deps.clock.now(),
-        });
-        this.#onPersistentChange();
-        this.#dropIfRemovable(runner);
+      {
+        published: (previous, status) => {
+          this.events.publish({
+            kind: "change",
+            name,
+            previousState: previous.state,
+            previousHealth: previous.health,
+            status,
+            atMs: this.#deps.clock.now(),
+          });
+          this.#dropIfRemovable(runner);
+        },
+        persist: () => this.#onPersistentChange(),
       },
       initial,
     );
@@ -186,7 +190,7 @@ export class AgentRegistry implements AgentBackend {
     const wanted = new Set(names);
     for (const runner of this.#runners.values()) {
       const auto = wanted.has(runner.name) || (runner.definition?.deployment.autostart ?? false);
-      if (auto && !this.#closed) void runner.autostart();
+      if (auto && !this.#closed) runner.autostart();
     }
   }
 
@@ -218,7 +222,7 @@ export class AgentRegistry implements AgentBackend {
   /**
    * Refuses new operations and stops every live agent in parallel, each with its
    * grace. Desired state is kept so the agents come back at the next start.
-   * Resolves true when any agent had to be killed.
+   * Resolves true when any agent had to be killed. After `detach` it stops nothing.
    */
   async shutdown(): Promise<{ killed: boolean }> {
     this.#closed = true;

@@ -5,12 +5,14 @@ import {
   findGroupLeadersWithEnv,
   isSameProcess,
   type LeaderWithEnvironment,
+  readProcessEnvironment,
   startTimeTicksToMs,
 } from "../platform/proc-info.ts";
 import type { StateFile } from "../platform/state-file.ts";
 import { reapLeftoverGroup, terminateGroup } from "../platform/terminate-group.ts";
 import { SUPERVISOR_ENV } from "./agent-command.ts";
 import type { AgentRegistry, PersistedAgent } from "./agent-registry.ts";
+import type { AgentRunner } from "./agent-runner.ts";
 
 /** Version of the state.json layout. */
 export const STATE_VERSION = 1;
@@ -147,6 +149,8 @@ function markedAgents(stateDir: string | undefined): Map<string, LeaderWithEnvir
  * recorded yet (found by its environment when `stateDir` is given); stops any second process of
  * one agent; and starts again the agents that were deployed but died meanwhile, once what their
  * old process group left behind is gone (so the old port is free again and no orphan stays).
+ * A record it cannot trust (a port of 0, not a number, or one another agent holds) stops that
+ * process and starts the agent afresh instead: this never throws on odd data in the file.
  * Returns the names adopted and restarted.
  */
 export async function restoreState(
@@ -183,19 +187,65 @@ export async function restoreState(
   const adopted: string[] = [];
   const restarted: string[] = [];
   const reaps: Promise<unknown>[] = [];
-  const stopDuplicate = (name: string, pid: number, stopTimeoutMs: number): void => {
-    logger.warn("stopping a second process of an agent", { agent: name, pid });
-    reaps.push(terminateGroup(pid, { stopTimeoutMs }).catch(() => undefined));
+  const stopProcess = (name: string, pid: number, stopTimeoutMs: number, why: string): void => {
+    logger.warn(why, { agent: name, pid });
+    reaps.push(
+      terminateGroup(pid, { stopTimeoutMs }).catch((error: unknown) =>
+        logger.error("cannot stop an agent process", { agent: name, pid, error }),
+      ),
+    );
+  };
+  /**
+   * Adopts `pid` on the port its environment names (what it was really given), else the
+   * recorded one. A process whose port is unknown or leased to another agent cannot be
+   * supervised: it is stopped, and started again when it was deployed. Never throws.
+   */
+  const tryAdopt = (
+    runner: AgentRunner,
+    process: { pid: number; startTimeTicks: number; env: ReadonlyMap<string, string> | undefined },
+    recordedPort: unknown,
+    startTimeMs: number | undefined,
+    stopTimeoutMs: number,
+  ): boolean => {
+    const port = validPort(process.env?.get("ATOLL_AGENT_PORT")) ?? validPort(recordedPort);
+    if (port !== undefined) {
+      try {
+        runner.adopt(
+          adoptProcess(process.pid, process.startTimeTicks, { signal: lifetime }),
+          port,
+          startTimeMs,
+        );
+        return true;
+      } catch (error) {
+        logger.warn("cannot adopt an agent process on its recorded port", {
+          agent: runner.name,
+          pid: process.pid,
+          port,
+          error: String(error),
+        });
+      }
+    }
+    stopProcess(
+      runner.name,
+      process.pid,
+      stopTimeoutMs,
+      port === undefined
+        ? "stopping an agent process whose port is not known"
+        : "stopping an agent process whose port another agent holds",
+    );
+    return false;
   };
   for (const name of new Set([...Object.keys(agents), ...marked.keys()])) {
     const saved = agents[name];
     const live =
       saved !== undefined &&
+      typeof saved.pid === "number" &&
       saved.pid > 0 &&
-      saved.startTimeTicks !== undefined &&
+      typeof saved.startTimeTicks === "number" &&
       isSameProcess(saved.pid, saved.startTimeTicks);
+    const markedHere = marked.get(name) ?? [];
     // Newest first: of several unrecorded processes, the last one spawned is the one to keep.
-    const unrecorded = (marked.get(name) ?? [])
+    const unrecorded = markedHere
       .filter((leader) => !(live && leader.stat.pid === saved.pid))
       .sort((a, b) => b.stat.startTimeTicks - a.stat.startTimeTicks);
     const runner = registry.has(name) ? registry.runner(name) : undefined;
@@ -210,27 +260,40 @@ export async function restoreState(
     }
     const stopTimeoutMs =
       runner.definition?.deployment.stopTimeoutMs ?? DEFINITION_DEFAULTS.stopTimeoutMs;
-    if (live && saved.startTimeTicks !== undefined) {
-      runner.adopt(
-        adoptProcess(saved.pid, saved.startTimeTicks, { signal: lifetime }),
+    const wanted = saved?.desired === "running";
+    if (live && typeof saved.startTimeTicks === "number") {
+      const env =
+        markedHere.find((leader) => leader.stat.pid === saved.pid)?.env ??
+        readProcessEnvironment(saved.pid);
+      const ok = tryAdopt(
+        runner,
+        { pid: saved.pid, startTimeTicks: saved.startTimeTicks, env },
         saved.port,
         saved.startTimeMs,
+        stopTimeoutMs,
       );
-      adopted.push(name);
-      for (const extra of unrecorded) stopDuplicate(name, extra.stat.pid, stopTimeoutMs);
+      for (const extra of unrecorded) {
+        stopProcess(name, extra.stat.pid, stopTimeoutMs, "stopping a second process of an agent");
+      }
+      if (ok) adopted.push(name);
+      else if (wanted) restarted.push(name);
       continue;
     }
-    if (saved !== undefined) {
+    if (saved !== undefined && typeof saved.pid === "number") {
       reaps.push(
-        reapLeftoverGroup(saved.pid, stopTimeoutMs).then((members) => {
-          if (members > 0) {
-            logger.warn("stopped processes a dead agent left behind", {
-              agent: name,
-              pgid: saved.pid,
-              members,
-            });
-          }
-        }),
+        reapLeftoverGroup(saved.pid, stopTimeoutMs).then(
+          (members) => {
+            if (members > 0) {
+              logger.warn("stopped processes a dead agent left behind", {
+                agent: name,
+                pgid: saved.pid,
+                members,
+              });
+            }
+          },
+          (error: unknown) =>
+            logger.error("cannot stop what a dead agent left behind", { agent: name, error }),
+        ),
       );
     }
     const [newest, ...extras] = unrecorded;
@@ -239,20 +302,32 @@ export async function restoreState(
         agent: name,
         pid: newest.stat.pid,
       });
-      const port = Number(newest.env.get("ATOLL_AGENT_PORT") ?? saved?.port ?? 0);
-      runner.adopt(
-        adoptProcess(newest.stat.pid, newest.stat.startTimeTicks, { signal: lifetime }),
-        port,
+      const ok = tryAdopt(
+        runner,
+        { pid: newest.stat.pid, startTimeTicks: newest.stat.startTimeTicks, env: newest.env },
+        saved?.port,
         startTimeTicksToMs(newest.stat.startTimeTicks),
+        stopTimeoutMs,
       );
-      adopted.push(name);
-      for (const extra of extras) stopDuplicate(name, extra.stat.pid, stopTimeoutMs);
+      for (const extra of extras) {
+        stopProcess(name, extra.stat.pid, stopTimeoutMs, "stopping a second process of an agent");
+      }
+      if (ok) adopted.push(name);
+      else restarted.push(name);
       continue;
     }
-    if (saved?.desired === "running") restarted.push(name);
+    if (wanted) restarted.push(name);
   }
   // Restarted on their old ports once every leftover and duplicate is gone.
   await Promise.all(reaps);
-  for (const name of restarted) void registry.runner(name).autostart();
+  for (const name of restarted) registry.runner(name).autostart();
   return { adopted, restarted };
+}
+
+/** `value` when it is a port number (1..65535) or its decimal text; undefined otherwise. */
+function validPort(value: unknown): number | undefined {
+  const port = typeof value === "string" && /^\d+$/.test(value) ? Number(value) : value;
+  return typeof port === "number" && Number.isInteger(port) && port >= 1 && port <= 65535
+    ? port
+    : undefined;
 }

@@ -10,6 +10,7 @@ export type { AgentChangeListener };
  */
 export class EventHub implements ChangeFeed {
   readonly #historyLimit: number;
+  readonly #onListenerError: (error: unknown) => void;
   readonly #history: AgentChange[] = [];
   readonly #listeners = new Set<AgentChangeListener>();
   #revision: number;
@@ -20,10 +21,19 @@ export class EventHub implements ChangeFeed {
    *   starts from the clock in microseconds, so a new run's revisions are above any a previous
    *   run handed out and a watcher resuming from one of those gets a fresh snapshot, never a
    *   wrong history.
+   * @param options.onListenerError told of an error a listener threw; the other listeners still
+   *   get the change and `publish` does not throw (default: the error is dropped, so pass one).
    */
-  constructor(options: { readonly historyLimit?: number; readonly baseRevision?: number } = {}) {
+  constructor(
+    options: {
+      readonly historyLimit?: number;
+      readonly baseRevision?: number;
+      readonly onListenerError?: (error: unknown) => void;
+    } = {},
+  ) {
     this.#historyLimit = options.historyLimit ?? 4096;
     this.#revision = options.baseRevision ?? 0;
+    this.#onListenerError = options.onListenerError ?? (() => undefined);
   }
 
   /** Latest revision published; the base revision before the first change. */
@@ -47,7 +57,14 @@ export class EventHub implements ChangeFeed {
     const full: AgentChange = Object.freeze({ ...change, revision: this.#revision });
     this.#history.push(full);
     if (this.#history.length > this.#historyLimit) this.#history.shift();
-    for (const listener of this.#listeners) listener(full);
+    for (const listener of this.#listeners) {
+      // One broken watcher must not cost the others the change, nor the publisher its state.
+      try {
+        listener(full);
+      } catch (error) {
+        this.#onListenerError(error);
+      }
+    }
     return full;
   }
 

@@ -63,9 +63,15 @@ describe("key types and ranges", () => {
     ],
     [
       "deployment.restart_delay",
-      "[deployment]\nrestart_delay = 0",
+      "[deployment]\nrestart_delay = -1",
+      "must be 0 (restart at once) or a number of seconds between 0.001 and 2147483, got -1",
+    ],
+    [
+      "deployment.health_timeout",
+      "[deployment]\nhealth_timeout = 0",
       "must be a number of seconds between 0.001 and 2147483, got 0",
     ],
+    ["deployment.start_timeout", "[deployment]\nstart_timeout = 0", "got 0"],
     ["deployment.stable_after", '[deployment]\nstable_after = "60s"', 'got "60s"'],
     ["deployment.health_timeout", "[deployment]\nhealth_timeout = nan", "got NaN"],
     [
@@ -103,6 +109,22 @@ describe("key types and ranges", () => {
     const definition = valid(toml("[deployment]\nrestart_delay = 0.25\nstop_timeout = 1.0015"));
     expect(definition.deployment.restartDelayMs).toBe(250);
     expect(definition.deployment.stopTimeoutMs).toBe(1002);
+  });
+
+  it("accepts 0 where it has a plain meaning: at once, SIGKILL at once, the first healthy probe", () => {
+    const { deployment, warnings } = valid(
+      toml("[deployment]\nrestart_delay = 0\nstop_timeout = 0\nstable_after = 0"),
+    );
+    expect(deployment).toMatchObject({ restartDelayMs: 0, stopTimeoutMs: 0, stableAfterMs: 0 });
+    expect(warnings).toEqual([]);
+  });
+
+  it("warns about a restart_delay beyond the backoff cap instead of changing it silently", () => {
+    const definition = valid(toml("[deployment]\nrestart_delay = 45"));
+    expect(definition.deployment.restartDelayMs).toBe(45_000);
+    expect(definition.warnings).toEqual([
+      "deployment.restart_delay: 45 s is above the 30 s cap of the restart backoff; restarts wait at most 30 s",
+    ]);
   });
 
   it('accepts health_path "" to turn HTTP probing off', () => {

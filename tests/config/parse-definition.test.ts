@@ -136,9 +136,9 @@ describe("parseAgentDefinition with TOML", () => {
   });
 
   it("reports every problem of a file in one message", () => {
-    const result = invalid(toml('[deployment]\nport = "abc"\nstop_timeout = -1\n'));
+    const result = invalid(toml('[deployment]\nport = "abc"\nstart_timeout = -1\n'));
     expect(result.message).toBe(
-      `${TOML_FILE}: deployment.port: must be an integer between 1 and 65535, or 0 to lease a free port, got "abc"; deployment.stop_timeout: must be a number of seconds between 0.001 and 2147483, got -1`,
+      `${TOML_FILE}: deployment.port: must be an integer between 1 and 65535, or 0 to lease a free port, got "abc"; deployment.start_timeout: must be a number of seconds between 0.001 and 2147483, got -1`,
     );
   });
 

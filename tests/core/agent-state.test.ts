@@ -26,6 +26,15 @@ describe("agent state machine", () => {
     expect(canTransition("RUNNING", "STARTING")).toBe(false);
   });
 
+  it("says FAILED or STOPPED after a process only through STOPPING, once its group is gone", () => {
+    for (const s of ["STARTING", "RUNNING"] as const) {
+      expect(canTransition(s, "FAILED")).toBe(false);
+      expect(canTransition(s, "STOPPED")).toBe(false);
+    }
+    expect(canTransition("STOPPING", "FAILED")).toBe(true);
+    expect(canTransition("STOPPING", "STOPPED")).toBe(true);
+  });
+
   it("lets a live agent be stopped from every live state", () => {
     for (const s of ["STARTING", "RUNNING", "BACKOFF"] as const) {
       expect(canTransition(s, "STOPPING")).toBe(true);

@@ -159,6 +159,30 @@ describe("durability across daemon restarts", () => {
     expect((await second.client.getStatus({ name: "b" })).agent?.state).toBe(AgentState.DISCOVERED);
   });
 
+  it("does not start at the next serve an agent whose Deploy was refused", async () => {
+    const { ws, args } = await setup(["a", "b"], { env: { MARK_FILE: "@DIR@/marks" } });
+    const first = await start([...args, "--max-agents", "1"]);
+    const a = (await first.client.deploy({ name: "a" })).agent;
+    pids.add(a?.pid ?? 0);
+    const refused = await first.client.deploy({ name: "b" }).catch((e: unknown) => e);
+    expect(refused).toMatchObject({ reason: "MAX_AGENTS_REACHED" });
+    daemons.splice(daemons.indexOf(first), 1);
+    expect(await first.stop("SIGTERM")).toBe(0);
+    const saved = JSON.parse(await readFile(path.join(ws.stateDir, "state.json"), "utf8"));
+    expect(saved.agents.b).toMatchObject({ desired: "stopped", pid: 0 });
+
+    // With room for both, only the agent that was deployed comes back.
+    const second = await start([...args, "--max-agents", "5"]);
+    for await (const event of second.client.watchHealth({ names: ["a"] })) {
+      if (event.agent?.pid) pids.add(event.agent.pid);
+      if (event.agent?.state === AgentState.RUNNING && event.agent.health === HealthStatus.HEALTHY)
+        break;
+    }
+    expect((await second.client.getStatus({ name: "b" })).agent?.state).toBe(AgentState.DISCOVERED);
+    const marks = await readFile(path.join(ws.dir, "marks"), "utf8");
+    expect(marks.trim().split("\n")).toHaveLength(2); // a's two starts, none of b
+  });
+
   it("gives a watcher resuming from the previous run's revision a fresh snapshot", async () => {
     const { args } = await setup(["a"]);
     const first = await start(args);

@@ -57,4 +57,19 @@ describe("EventHub", () => {
     expect(seen).toEqual(["a"]);
     expect(hub.subscriberCount).toBe(0);
   });
+
+  it("delivers a change to every subscriber even when one of them throws", () => {
+    const failures: unknown[] = [];
+    const hub = new EventHub({ onListenerError: (error) => failures.push(error) });
+    const seen: string[] = [];
+    hub.subscribe(() => {
+      throw new Error("broken watcher");
+    });
+    hub.subscribe((c) => seen.push(c.name));
+    expect(hub.publish(change("a")).revision).toBe(1);
+    expect(seen).toEqual(["a"]);
+    expect(failures).toHaveLength(1);
+    expect(String(failures[0])).toContain("broken watcher");
+    expect(hub.since(0)?.map((c) => c.name)).toEqual(["a"]);
+  });
 });

@@ -16,6 +16,7 @@ import { isGroupAlive } from "../../src/platform/terminate-group.ts";
 import { AgentRegistry } from "../../src/supervisor/agent-registry.ts";
 import { SlotPool } from "../../src/supervisor/agent-slots.ts";
 import { createRunnerPlatform } from "../../src/supervisor/platform-binding.ts";
+import type { RunnerPlatform } from "../../src/supervisor/runner-deps.ts";
 
 export const FAULT_AGENT = fileURLToPath(new URL("../fixtures/fault-agent.mjs", import.meta.url));
 
@@ -64,10 +65,27 @@ ${options.resources ?? ""}
 `;
 }
 
+export interface HarnessOptions {
+  maxAgents?: number;
+  maxRestarts?: number;
+  /** How many ports the range holds (default 31). */
+  ports?: number;
+  /** Where the registry logs (default: nowhere). */
+  logger?: Logger;
+  /** The OS facilities (default: the real ones). */
+  platform?: RunnerPlatform;
+}
+
 export interface Harness {
   readonly registry: AgentRegistry;
   readonly dir: string;
+  readonly agentsDir: string;
   readonly basePort: number;
+  /**
+   * Another registry on the same agents directory and port range, as a daemon started after this
+   * one would build (fresh leases and slots); closed with the harness.
+   */
+  newRegistry(): Promise<AgentRegistry>;
   /** Resolves with the agent's status once `predicate` holds (checked on every change). */
   waitFor(
     name: string,
@@ -80,6 +98,37 @@ export interface Harness {
   close(): Promise<void>;
 }
 
+/** Resolves with the agent's status once `predicate` holds (checked on every change of `registry`). */
+export function waitForStatus(
+  registry: AgentRegistry,
+  name: string,
+  predicate: (s: AgentStatus) => boolean,
+  timeoutMs = 20_000,
+): Promise<AgentStatus> {
+  return new Promise((resolve, reject) => {
+    const check = (): boolean => {
+      const status = registry.has(name) ? registry.status(name) : undefined;
+      if (status && predicate(status)) {
+        resolve(status);
+        return true;
+      }
+      return false;
+    };
+    if (check()) return;
+    const timer = setTimeout(() => {
+      unsubscribe();
+      const status = registry.has(name) ? registry.status(name) : undefined;
+      reject(new Error(`timed out waiting for ${name}; last status ${JSON.stringify(status)}`));
+    }, timeoutMs);
+    const unsubscribe = registry.events.subscribe((change) => {
+      if (change.name === name && check()) {
+        clearTimeout(timer);
+        unsubscribe();
+      }
+    });
+  });
+}
+
 // Below the kernel's ephemeral range (32768+ here): a client socket's local port there makes a
 // port busy at random, and these tests expect exact leases. Test files use disjoint ranges.
 let nextBase = 10_000 + (process.pid % 50) * 100;
@@ -87,7 +136,7 @@ let nextBase = 10_000 + (process.pid % 50) * 100;
 /** Builds a registry over `agents` (name → agent.toml text) with its own port range. */
 export async function createHarness(
   agents: Record<string, string>,
-  options: { maxAgents?: number; maxRestarts?: number } = {},
+  options: HarnessOptions = {},
 ): Promise<Harness> {
   const dir = await mkdtemp(path.join(os.tmpdir(), "atoll-sup-"));
   const agentsDir = path.join(dir, "agents");
@@ -99,67 +148,56 @@ export async function createHarness(
   await mkdir(agentsDir, { recursive: true });
   const basePort = nextBase;
   nextBase += 37;
-  const registry = new AgentRegistry(
-    {
-      clock: systemClock,
-      platform: createRunnerPlatform(),
-      ports: new PortAllocator({ host: "127.0.0.1", basePort, maxPort: basePort + 30 }),
-      slots: new SlotPool(options.maxAgents ?? 10),
-      defaults: {
-        autoRestart: true,
-        maxRestarts: options.maxRestarts ?? 3,
-        healthCheckIntervalMs: 200,
-      },
-      host: "127.0.0.1",
-      logDir: path.join(dir, "logs"),
-      resolveCommand: (argv0) => [argv0],
-      baseEnv: { PATH: process.env.PATH },
-      logger: silent,
-    },
-    () => undefined,
-  );
-  registry.applyDiscovery((await discoverAgents(agentsDir)).agents);
   const seenPids = new Set<number>();
-  registry.events.subscribe((change) => {
-    if (change.status.pid > 0) seenPids.add(change.status.pid);
-  });
+  const registries: AgentRegistry[] = [];
+  const build = async (): Promise<AgentRegistry> => {
+    const built = new AgentRegistry(
+      {
+        clock: systemClock,
+        platform: options.platform ?? createRunnerPlatform(),
+        ports: new PortAllocator({
+          host: "127.0.0.1",
+          basePort,
+          maxPort: basePort + (options.ports ?? 31) - 1,
+        }),
+        slots: new SlotPool(options.maxAgents ?? 10),
+        defaults: {
+          autoRestart: true,
+          maxRestarts: options.maxRestarts ?? 3,
+          healthCheckIntervalMs: 200,
+        },
+        host: "127.0.0.1",
+        logDir: path.join(dir, "logs"),
+        resolveCommand: (argv0) => [argv0],
+        baseEnv: { PATH: process.env.PATH },
+        logger: options.logger ?? silent,
+      },
+      () => undefined,
+    );
+    built.applyDiscovery((await discoverAgents(agentsDir)).agents);
+    built.events.subscribe((change) => {
+      if (change.status.pid > 0) seenPids.add(change.status.pid);
+    });
+    registries.push(built);
+    return built;
+  };
+  const registry = await build();
 
   const markFile = (name: string): string => path.join(dir, `${name}.marks`);
   return {
     registry,
     dir,
+    agentsDir,
     basePort,
+    newRegistry: build,
     markFile,
-    waitFor(name, predicate, timeoutMs = 20_000) {
-      return new Promise((resolve, reject) => {
-        const check = (): boolean => {
-          const status = registry.has(name) ? registry.status(name) : undefined;
-          if (status && predicate(status)) {
-            resolve(status);
-            return true;
-          }
-          return false;
-        };
-        if (check()) return;
-        const timer = setTimeout(() => {
-          unsubscribe();
-          const status = registry.has(name) ? registry.status(name) : undefined;
-          reject(new Error(`timed out waiting for ${name}; last status ${JSON.stringify(status)}`));
-        }, timeoutMs);
-        const unsubscribe = registry.events.subscribe((change) => {
-          if (change.name === name && check()) {
-            clearTimeout(timer);
-            unsubscribe();
-          }
-        });
-      });
-    },
+    waitFor: (name, predicate, timeoutMs) => waitForStatus(registry, name, predicate, timeoutMs),
     async starts(name) {
       const text = await readFile(markFile(name), "utf8").catch(() => "");
       return text.split("\n").filter((l) => l.trim() !== "");
     },
     async close() {
-      await registry.shutdown();
+      for (const built of registries.reverse()) await built.shutdown();
       const left = [...seenPids].filter((pid) => isGroupAlive(pid));
       for (const pid of left) process.kill(-pid, "SIGKILL");
       await rm(dir, { recursive: true, force: true });

@@ -1,0 +1,56 @@
+/**
+ * Performs the machine's watching effects: one HTTP probe (its result, or its failure, becomes a
+ * `probed` event: a probe that throws is a failed probe) and one memory sample of the group.
+ */
+import type { AgentDefinition } from "../config/agent-definition.ts";
+import type { LifecycleEvent } from "../core/lifecycle-events.ts";
+import { type BackgroundScope, runInBackground } from "./background-task.ts";
+import type { RunnerDeps } from "./runner-deps.ts";
+
+export class HealthMonitor {
+  readonly #deps: RunnerDeps;
+  readonly #scope: BackgroundScope;
+  readonly #dispatch: (event: LifecycleEvent<AgentDefinition>) => void;
+
+  constructor(
+    deps: RunnerDeps,
+    scope: BackgroundScope,
+    dispatch: (event: LifecycleEvent<AgentDefinition>) => void,
+  ) {
+    this.#deps = deps;
+    this.#scope = scope;
+    this.#dispatch = dispatch;
+  }
+
+  probe(
+    generation: number,
+    options: { port: number; path: string; timeoutMs: number; signal: AbortSignal },
+  ): void {
+    runInBackground(
+      this.#scope,
+      "probe",
+      async () => {
+        try {
+          return await this.#deps.platform.probe({ host: this.#deps.host, ...options });
+        } catch (error) {
+          return { ok: false, message: error instanceof Error ? error.message : String(error) };
+        }
+      },
+      (result) => this.#dispatch({ type: "probed", generation, ...result }),
+    );
+  }
+
+  /** Synchronous: /proc is read in one go. */
+  sampleMemory(generation: number, pid: number): void {
+    let bytes: number | undefined;
+    try {
+      bytes = this.#deps.platform.groupResidentBytes(pid);
+    } catch (error) {
+      this.#deps.logger.debug("memory measurement failed", {
+        agent: this.#scope.agent,
+        error: String(error),
+      });
+    }
+    this.#dispatch({ type: "memorySampled", generation, bytes });
+  }
+}
