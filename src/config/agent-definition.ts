@@ -33,6 +33,10 @@ export interface DeploymentSettings {
   readonly startTimeoutMs: number;
   /** Grace between SIGTERM and SIGKILL (default 10000). */
   readonly stopTimeoutMs: number;
+  /** Size at which the agent's log is rotated, bytes; undefined = server `log_max_bytes`. */
+  readonly logMaxBytes: number | undefined;
+  /** Rotated log files kept (`.1` … `.<n>`); undefined = server `log_keep`. */
+  readonly logKeep: number | undefined;
 }
 
 export interface ResourceSettings {

@@ -91,6 +91,8 @@ const DEPLOYMENT_KEYS = [
   "failure_threshold",
   "start_timeout",
   "stop_timeout",
+  "log_max_bytes",
+  "log_keep",
 ] as const;
 const RESOURCE_KEYS = ["memory_limit", "health_check_interval"] as const;
 const KUBERNETES_KEYS = ["image", "namespace", "cpu", "gpus", "node_selector"] as const;
@@ -256,6 +258,8 @@ function readDeployment(fields: FieldReader, table: Table, resources: Table): De
     failureThreshold: value("failure_threshold") ?? d.failureThreshold,
     startTimeoutMs: value("start_timeout") ?? d.startTimeoutMs,
     stopTimeoutMs: value("stop_timeout") ?? d.stopTimeoutMs,
+    logMaxBytes: value("log_max_bytes"),
+    logKeep: value("log_keep"),
   });
 }
 

@@ -21,6 +21,8 @@ export type ServerConfigKey =
   | "tls_key"
   | "tls_client_ca"
   | "log_level"
+  | "log_max_bytes"
+  | "log_keep"
   | "http_listen"
   | "max_package_bytes"
   | "backend"
@@ -145,6 +147,20 @@ export const SERVER_CONFIG_KEYS: readonly ServerConfigKeyInfo[] = Object.freeze(
   row("tls_key", "--tls-key", "path", "none", "TLS private key (PEM)"),
   row("tls_client_ca", "--tls-client-ca", "path", "none", "CA for client certificates: mutual TLS"),
   row("log_level", "--log-level", "string", "info", "daemon log level", { choices: LOG_LEVELS }),
+  row(
+    "log_max_bytes",
+    "--log-max-bytes",
+    "size",
+    "10 MiB",
+    "default size at which an agent's log is rotated (bytes, or with a unit: 10MiB)",
+  ),
+  row(
+    "log_keep",
+    "--log-keep",
+    "integer",
+    "3",
+    "default number of rotated log files kept (0-1000)",
+  ),
   row(
     "http_listen",
     "--http-listen",

@@ -31,6 +31,10 @@ export interface ServerConfig {
   readonly tlsKey: string | undefined;
   readonly tlsClientCa: string | undefined;
   readonly logLevel: "debug" | "info" | "warn" | "error";
+  /** Default size at which an agent's log is rotated, bytes; default 10 MiB (SPEC §4). */
+  readonly logMaxBytes: number;
+  /** Default number of rotated log files kept per agent; default 3. */
+  readonly logKeep: number;
   /**
    * HTTP address of the dashboard, `/metrics` and the Connect / gRPC-Web API (`host:port`, port 0
    * picks a free one); default "127.0.0.1:50052"; undefined when `http_listen` is `off`.

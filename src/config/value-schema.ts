@@ -154,6 +154,19 @@ export function size<Default extends number | undefined>(options: {
   });
 }
 
+/** Rotated log files kept (`log_keep`): 0 keeps only the live file; capped so scans stay short. */
+function logKeep<Default extends number | undefined>(options: {
+  readonly default: Default;
+}): ValueSpec & { readonly default: Default } {
+  return integer({
+    default: options.default,
+    min: 0,
+    max: 1000,
+    zero: "keep only the live file",
+    rule: "an integer between 0 and 1000",
+  });
+}
+
 /** The restart backoff never waits longer than this (restart-policy.ts MAX_BACKOFF_MS). */
 const BACKOFF_CAP = Object.freeze({
   above: 30,
@@ -173,6 +186,9 @@ export const DEFINITION_VALUES = Object.freeze({
   "deployment.failure_threshold": positive({ default: 3 }),
   "deployment.start_timeout": duration({ default: 30 }),
   "deployment.stop_timeout": duration({ default: 10, zero: "SIGKILL at once" }),
+  // Defaults from the server keys of the same names.
+  "deployment.log_max_bytes": size({ default: undefined }),
+  "deployment.log_keep": logKeep({ default: undefined }),
   "kubernetes.gpus": integer({
     default: 0,
     min: 0,
@@ -191,6 +207,8 @@ export const SERVER_VALUES = Object.freeze({
   health_check_interval: duration({ default: 30 }),
   max_restarts: count({ default: 3, zero: "never restart automatically" }),
   max_package_bytes: size({ default: 100 * 1024 * 1024 }),
+  log_max_bytes: size({ default: 10 * 1024 * 1024 }),
+  log_keep: logKeep({ default: 3 }),
 } satisfies Record<string, ValueSpec>);
 
 /** What an integer server key without a row accepts. */

@@ -97,6 +97,21 @@ describe("key types and ranges", () => {
       "Invalid memory format 536870912",
     ],
     ["resources.memory_limit", '[resources]\nmemory_limit = "lots"', "Invalid memory format"],
+    [
+      "deployment.log_max_bytes",
+      "[deployment]\nlog_max_bytes = 0",
+      'must be a positive number of bytes or a size with a unit such as "100MiB", got 0',
+    ],
+    ["deployment.log_max_bytes", "[deployment]\nlog_max_bytes = 1.5", "got 1.5"],
+    ["deployment.log_max_bytes", '[deployment]\nlog_max_bytes = "ten"', 'got "ten"'],
+    ["deployment.log_max_bytes", "[deployment]\nlog_max_bytes = true", "got true"],
+    [
+      "deployment.log_keep",
+      "[deployment]\nlog_keep = -1",
+      "must be an integer between 0 and 1000, got -1",
+    ],
+    ["deployment.log_keep", "[deployment]\nlog_keep = 1001", "got 1001"],
+    ["deployment.log_keep", '[deployment]\nlog_keep = "3"', 'got "3"'],
   ];
   it.each(cases)("reports %s for %j", (key, text, problem) => {
     const result = invalid(toml(text));
@@ -134,6 +149,19 @@ describe("key types and ranges", () => {
   it("accepts a fixed port and integer-valued floats", () => {
     expect(valid(toml("[deployment]\nport = 8200")).deployment.port).toBe(8200);
     expect(valid(toml("[deployment]\nmax_restarts = 2.0")).deployment.maxRestarts).toBe(2);
+  });
+
+  it("reads log_max_bytes as bytes or a size with a unit, and log_keep, leaving both to the server by default", () => {
+    const sized = valid(toml('[deployment]\nlog_max_bytes = "10MiB"\nlog_keep = 0')).deployment;
+    expect([sized.logMaxBytes, sized.logKeep]).toEqual([10 * 1024 * 1024, 0]);
+    expect(valid(toml("[deployment]\nlog_max_bytes = 65536")).deployment.logMaxBytes).toBe(65_536);
+    expect(valid(toml('[deployment]\nlog_max_bytes = "4096"')).deployment.logMaxBytes).toBe(4096);
+    expect(valid(json({ deployment: { log_max_bytes: "1.5KB" } })).deployment.logMaxBytes).toBe(
+      1500,
+    );
+    const defaults = valid(toml("[deployment]\n")).deployment;
+    expect([defaults.logMaxBytes, defaults.logKeep]).toEqual([undefined, undefined]);
+    expect(valid(toml("[deployment]\nlog_keep = 1000")).warnings).toEqual([]);
   });
 
   it("accepts max_restarts 0 (never restart)", () => {

@@ -25,6 +25,8 @@ describe("SERVER_CONFIG_KEYS", () => {
       ["tls_key", "--tls-key"],
       ["tls_client_ca", "--tls-client-ca"],
       ["log_level", "--log-level"],
+      ["log_max_bytes", "--log-max-bytes"],
+      ["log_keep", "--log-keep"],
       ["http_listen", "--http-listen"],
       ["max_package_bytes", "--max-package-bytes"],
       ["backend", "--backend"],

@@ -27,6 +27,8 @@ describe("loadServerConfig defaults", () => {
       tlsKey: undefined,
       tlsClientCa: undefined,
       logLevel: "info",
+      logMaxBytes: 10 * 1024 * 1024,
+      logKeep: 3,
       httpListen: "127.0.0.1:50052",
       maxPackageBytes: 100 * 1024 * 1024,
       backend: "local",
@@ -84,6 +86,36 @@ describe("max_package_bytes", () => {
   });
 });
 
+describe("log_max_bytes and log_keep", () => {
+  it("read log sizes as bytes or with a unit, and the count, from every source", async () => {
+    await writeDefaultFile({ deployment: { log_max_bytes: "2MiB", log_keep: 5 } });
+    expect(load().config).toMatchObject({ logMaxBytes: 2 * 1024 * 1024, logKeep: 5 });
+    const fromEnv = load({
+      env: { ATOLL_DEPLOY_LOG_MAX_BYTES: "1048576", ATOLL_DEPLOY_LOG_KEEP: "0" },
+    });
+    expect(fromEnv.config).toMatchObject({ logMaxBytes: 1_048_576, logKeep: 0 });
+    const fromFlags = load({ flags: { log_max_bytes: "512KiB", log_keep: "1" } });
+    expect(fromFlags.config).toMatchObject({ logMaxBytes: 512 * 1024, logKeep: 1 });
+    expect(fromFlags.sources.log_max_bytes).toBe("flag");
+  });
+
+  it("refuse a size of zero or without a known unit and a count beyond 1000, naming the source", async () => {
+    expect(() => load({ flags: { log_max_bytes: "0" } })).toThrow(
+      /--log-max-bytes: must be a positive number of bytes/,
+    );
+    expect(() => load({ env: { ATOLL_DEPLOY_LOG_MAX_BYTES: "10 megs" } })).toThrow(
+      /ATOLL_DEPLOY_LOG_MAX_BYTES: .*Invalid memory format/,
+    );
+    expect(() => load({ flags: { log_keep: "many" } })).toThrow(
+      '--log-keep: must be an integer between 0 and 1000, got "many"',
+    );
+    const file = await writeDefaultFile({ deployment: { log_keep: 1001 } });
+    expect(() => load()).toThrow(
+      `${file}: deployment.log_keep: must be an integer between 0 and 1000, got 1001`,
+    );
+  });
+});
+
 describe("loadServerConfig sources", () => {
   it("reads the deployment object of the default config file and ignores its other keys", async () => {
     const file = await writeDefaultFile({
@@ -106,6 +138,8 @@ describe("loadServerConfig sources", () => {
         tls_key: "key.pem",
         tls_client_ca: "ca.pem",
         log_level: "DEBUG",
+        log_max_bytes: 1_000_000,
+        log_keep: 7,
         http_listen: "[::1]:8080",
         max_package_bytes: "10MiB",
         backend: "local",
@@ -133,6 +167,8 @@ describe("loadServerConfig sources", () => {
       tlsKey: path.join(dirs.cwd, "key.pem"),
       tlsClientCa: path.join(dirs.cwd, "ca.pem"),
       logLevel: "debug",
+      logMaxBytes: 1_000_000,
+      logKeep: 7,
       httpListen: "[::1]:8080",
       maxPackageBytes: 10 * 1024 * 1024,
       backend: "local",
@@ -269,7 +305,7 @@ describe("describeConfig", () => {
     });
     const text = describeConfig(loaded.config, loaded.sources);
     const lines = text.split("\n");
-    expect(lines).toHaveLength(21);
+    expect(lines).toHaveLength(23);
     expect(lines).toContain("base_port = 8100 (default)");
     expect(lines).toContain("health_check_interval = 0.5 s (env)");
     expect(lines).toContain("auth_token_file = /etc/atoll/token (flag)");
