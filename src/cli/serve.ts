@@ -19,7 +19,8 @@ import { DEFAULT_UI_DIRECTORY } from "../http/static-assets.ts";
 import { AgentCatalog } from "../packages/agent-catalog.ts";
 import { PackageLayout } from "../packages/package-layout.ts";
 import { PackageStore } from "../packages/package-store.ts";
-import { agentLogPath, LogRotator } from "../platform/log-file.ts";
+import { agentLogPath } from "../platform/log-file.ts";
+import { OutputKeeper } from "../platform/output-keeper.ts";
 import { PortAllocator } from "../platform/port-allocator.ts";
 import { StateFile } from "../platform/state-file.ts";
 import { startRpcServer } from "../rpc/server.ts";
@@ -53,11 +54,6 @@ export interface ServeIo {
    * detaches, exiting 1 with the agents left running for the next daemon to adopt.
    */
   readonly fatalErrors?: (handler: FatalHandler) => void;
-}
-
-/** Logs a failed log rotation with the file and the error itself. */
-export function logRotationFailure(logger: Logger): (logPath: string, error: unknown) => void {
-  return (logPath, error) => logger.warn("log rotation failed", { path: logPath, error });
 }
 
 /** `argv[0]` → the argv prefix that runs it: the bundled runtime runs on this very Node. */
@@ -171,14 +167,27 @@ export async function runServe(io: ServeIo): Promise<number> {
     config.httpListen === undefined
       ? undefined
       : new AtollMetrics({ services: [DeploymentService] });
-  const rotator = new LogRotator({ onError: logRotationFailure(logger) });
+  // [output keeper, issue 14; docs/platform.md "Agent output"] Owns the agents' FIFOs and log
+  // files and outlives this daemon: found or started before any agent is spawned or adopted,
+  // told when an agent is dropped, stopped after the agents, left running on detach (SIGUSR2),
+  // on a fatal error and when serve cannot start, since adopted agents still write through it.
+  const keeper = new OutputKeeper({ stateDir: config.stateDir, logger });
+  try {
+    await keeper.start();
+  } catch (error) {
+    io.stderr.write(
+      `atoll-deploy serve: cannot start the output keeper: ${error instanceof Error ? error.message : String(error)}\n`,
+    );
+    metrics?.close();
+    return 1;
+  }
+  const runnerPlatform = createRunnerPlatform({ output: keeper });
+  // --- end of the output keeper's start ------------------------------------------------------
   registry = new AgentRegistry(
     {
       clock: systemClock,
       platform:
-        metrics === undefined
-          ? createRunnerPlatform()
-          : observeRunnerPlatform(createRunnerPlatform(), metrics),
+        metrics === undefined ? runnerPlatform : observeRunnerPlatform(runnerPlatform, metrics),
       ports: new PortAllocator({
         host: config.host,
         basePort: config.basePort,
@@ -189,6 +198,8 @@ export async function runServe(io: ServeIo): Promise<number> {
         autoRestart: config.restartOnFailure,
         maxRestarts: config.maxRestarts,
         healthCheckIntervalMs: config.healthCheckIntervalMs,
+        logMaxBytes: config.logMaxBytes,
+        logKeep: config.logKeep,
       },
       host: config.host,
       logDir,
@@ -206,9 +217,10 @@ export async function runServe(io: ServeIo): Promise<number> {
       onListenerError: (error) => logger.error("a change listener failed", { error }),
     }),
   );
-  const track = (names: Iterable<string>): void => {
-    for (const name of names) rotator.add(agentLogPath(logDir, name));
-  };
+  // [output keeper] An agent dropped from the registry: its stream is drained and forgotten.
+  registry.events.subscribe((change) => {
+    if (change.kind === "removed") void keeper.remove(change.name);
+  });
   // [http_listen, issue 16] The metrics follow the local backend's agents from here on.
   metrics?.follow(registry);
 
@@ -219,15 +231,21 @@ export async function runServe(io: ServeIo): Promise<number> {
   const localRegistry = registry;
   const catalog = new AgentCatalog({
     layout: new PackageLayout(config.stateDir),
-    apply: (agents) => {
-      localRegistry.applyDiscovery(agents);
-      track(agents.map((a) => (a.kind === "valid" ? a.definition.name : a.name)));
-    },
+    apply: (agents) => localRegistry.applyDiscovery(agents),
     basePath: io.env.PATH,
   });
   const packages = new PackageStore({
     stateDir: config.stateDir,
     logDir,
+    // [output keeper] Provisioning output goes into the agent's FIFO, so that the keeper writes
+    // it into the log within the bound (it owns the file and its size).
+    provisioningOutput: (name) =>
+      keeper.prepare({
+        name,
+        log: agentLogPath(logDir, name),
+        maxBytes: config.logMaxBytes,
+        keep: config.logKeep,
+      }),
     maxPackageBytes: config.maxPackageBytes,
     host: {
       backend: registry,
@@ -264,6 +282,7 @@ export async function runServe(io: ServeIo): Promise<number> {
       `atoll-deploy serve: ${error instanceof Error ? error.message : String(error)}\n`,
     );
     lifetime.abort();
+    keeper.detach();
     return 1;
   }
 
@@ -294,6 +313,7 @@ export async function runServe(io: ServeIo): Promise<number> {
       lifetime.abort();
       await server.close(0);
       packages.close();
+      keeper.detach();
       return 1;
     }
   }
@@ -324,7 +344,6 @@ export async function runServe(io: ServeIo): Promise<number> {
     .catch((error: unknown) =>
       logger.error("packages directory watch failed", { error: String(error) }),
     );
-  const rotating = rotator.run(lifetime.signal);
   const watching = watchAgentsDirectory(
     config.agentsDirectory,
     (result) => catalog.setDirectory(result),
@@ -359,7 +378,7 @@ export async function runServe(io: ServeIo): Promise<number> {
   server.beginDrain();
   // Background tasks end with `lifetime`; awaited so that none outlives the daemon.
   const background = (): Promise<unknown> =>
-    Promise.allSettled([collecting, watchingPackages, rotating, watching]);
+    Promise.allSettled([collecting, watchingPackages, watching]);
   if (signal === "SIGUSR2" || stop.fatal) {
     // Upgrade path (and the way out of an error nothing caught): leave the agents running and
     // the state saved; the next `serve` adopts them.
@@ -367,6 +386,7 @@ export async function runServe(io: ServeIo): Promise<number> {
       ...(signal !== undefined && { signal }),
     });
     registry.detach();
+    keeper.detach();
     await saver
       .save()
       .catch((error: unknown) => logger.error("final state save failed", { error }));
@@ -378,6 +398,9 @@ export async function runServe(io: ServeIo): Promise<number> {
   }
   logger.info("shutting down", { signal });
   const { killed } = await registry.shutdown();
+  await keeper
+    .stop()
+    .catch((error: unknown) => logger.error("stopping the output keeper failed", { error }));
   await saver.save().catch((error: unknown) => logger.error("final state save failed", { error }));
   lifetime.abort();
   await closeListeners();

@@ -65,6 +65,11 @@ export interface PackageStoreOptions {
   readonly stateDir: string;
   /** Directory of the agents' logs: provisioning output goes to `<logDir>/<name>.log`. */
   readonly logDir: string;
+  /**
+   * Where provisioning output of agent `name` is written instead (the daemon: the agent's FIFO,
+   * read by the output keeper, which owns the log file). Default `<logDir>/<name>.log`.
+   */
+  readonly provisioningOutput?: (name: string) => Promise<string>;
   /** `max_package_bytes`. */
   readonly maxPackageBytes: number;
   readonly host: PackageHost;
@@ -253,7 +258,9 @@ export class PackageStore implements PackageInstaller {
       await (this.#options.provision ?? provision)(steps, {
         dir: versionDir,
         name,
-        logPath: agentLogPath(this.#options.logDir, name),
+        logPath:
+          (await this.#options.provisioningOutput?.(name)) ??
+          agentLogPath(this.#options.logDir, name),
         env: this.#options.env,
         timeoutMs: this.#options.provisionTimeoutMs ?? DEFAULT_PROVISION_TIMEOUT_MS,
         signal,

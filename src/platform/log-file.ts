@@ -1,242 +1,153 @@
 /**
- * Agent log files (SPEC §4): `<logs dir>/<name>.log`, written by the agent itself through an
- * inherited O_APPEND descriptor, rotated by copy-truncate, read back by tail and follow.
- *
- * Why copy-truncate: the agent holds the file open, so renaming it away would leave the agent
- * writing into the renamed file forever. Copying it to `.1` and truncating it in place keeps the
- * agent's descriptor valid, and O_APPEND makes its next write land at the new end (offset 0)
- * instead of leaving a hole. The price is a tiny loss window: bytes the agent appends between the
- * last copy read and the truncate are lost (microseconds; a few lines at worst).
+ * Reading agent logs back (SPEC §4, docs/platform.md "Logs: reading them back"). The output
+ * keeper writes `<logs>/<name>.log` and rotates it by rename (`.log` → `.1` → … → `.<keep>`),
+ * so a reader may hold a file that is renamed away under it. Readers therefore follow files by
+ * identity (device and inode), never by path alone: a tail reads backwards across the chain of
+ * files, and a follower finishes the file it holds before it opens that file's successor. No gap
+ * and no duplicate line, whatever the number of rotations in between.
  */
+import { close, constants, fstatSync, mkdirSync, openSync, read, statSync, watch } from "node:fs";
+import { type FileHandle, open, stat } from "node:fs/promises";
+import path from "node:path";
+import { promisify } from "node:util";
 
-import { constants, mkdirSync, openSync, watch } from "node:fs";
-import { appendFile, copyFile, open, rename, rm, stat, truncate } from "node:fs/promises";
-import { dirname, join } from "node:path";
-
-/** 10 MiB: default size at which a log is rotated. */
-export const DEFAULT_LOG_MAX_BYTES = 10 * 1024 * 1024;
-/** Default number of rotated files kept (`.1` newest .. `.3` oldest). */
-export const DEFAULT_LOG_KEEP = 3;
 /** 16 KiB: default cap of one line returned by tail or follow; longer lines are cut. */
 export const DEFAULT_MAX_LINE_BYTES = 16 * 1024;
+/** 8 MiB: the most a tail reads backwards, whatever the number of lines asked for. */
+export const DEFAULT_TAIL_SCAN_BYTES = 8 * 1024 * 1024;
+/**
+ * The line a follower yields where it lost track of the rotations (it fell more than
+ * `log_keep` rotations behind without seeing them) and goes on with the oldest file left.
+ */
+export const SKIPPED_MARKER =
+  "[atoll-deploy] StreamLogs fell behind the log's rotation: output may be missing here";
 
 const NEWLINE = 0x0a;
+const CHUNK_BYTES = 64 * 1024;
+/** `.1` … `.1000`: the most rotated files `log_keep` allows. */
+const MAX_ROTATED = 1000;
 
 /** Path of the log of agent `name` in `dir`: `<dir>/<name>.log`. Agent names are file-name safe. */
 export function agentLogPath(dir: string, name: string): string {
-  return join(dir, `${name}.log`);
+  return path.join(dir, `${name}.log`);
 }
 
 /**
  * Opens (creating it and its directory if needed, mode 0640) `logPath` for appending and returns
- * the descriptor, to be inherited by an agent as its stdout and stderr. The caller closes it.
+ * the descriptor: the output of an agent spawned without an output keeper. The caller closes it.
  * @throws the fs error (EACCES, ENOSPC, EISDIR...).
  */
 export function openLogForAppend(logPath: string): number {
-  mkdirSync(dirname(logPath), { recursive: true });
+  mkdirSync(path.dirname(logPath), { recursive: true });
   return openSync(logPath, constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT, 0o640);
+}
+
+/** Where a reader is: a file by identity, and an offset in it. */
+export interface LogPosition {
+  readonly dev: number;
+  readonly ino: number;
+  readonly offset: number;
+}
+
+interface FileId {
+  readonly dev: number;
+  readonly ino: number;
+}
+
+function sameFile(a: FileId, b: FileId): boolean {
+  return a.dev === b.dev && a.ino === b.ino;
+}
+
+/** `<log>` for index 0, `<log>.<index>` for a rotated file. */
+function chainPath(logPath: string, index: number): string {
+  return index === 0 ? logPath : `${logPath}.${index}`;
 }
 
 function isMissing(error: unknown): boolean {
   return (error as NodeJS.ErrnoException).code === "ENOENT";
 }
 
-/** Options of {@link rotateIfNeeded}. */
-export interface RotateOptions {
-  /** Rotate when the file is at least this large. Default 10 MiB. */
-  readonly maxBytes?: number;
-  /** Rotated copies kept (`.1`..`.keep`); 0 only truncates. Default 3. */
-  readonly keep?: number;
-}
-
-/**
- * Rotates `logPath` by copy-truncate when it has reached `maxBytes`: `.2` → `.3`, `.1` → `.2`, the
- * file is copied to `.1` and truncated to 0 while the agent keeps writing to it (see the module
- * comment for the loss window). Not safe to run twice at once on the same path ({@link LogRotator}
- * runs its checks one after the other).
- * @returns true when the file was rotated; false when it is smaller or missing.
- * @throws fs errors other than a missing file.
- */
-export async function rotateIfNeeded(
-  logPath: string,
-  options: RotateOptions = {},
-): Promise<boolean> {
-  const maxBytes = options.maxBytes ?? DEFAULT_LOG_MAX_BYTES;
-  const keep = options.keep ?? DEFAULT_LOG_KEEP;
-  let size: number;
+async function statOrUndefined(file: string): Promise<(FileId & { size: number }) | undefined> {
   try {
-    size = (await stat(logPath)).size;
+    const s = await stat(file);
+    return { dev: s.dev, ino: s.ino, size: s.size };
   } catch (error) {
-    if (isMissing(error)) return false;
+    if (isMissing(error)) return undefined;
     throw error;
   }
-  if (size < maxBytes) return false;
-
-  if (keep > 0) {
-    await rm(`${logPath}.${keep}`, { force: true });
-    for (let index = keep - 1; index >= 1; index--) {
-      try {
-        await rename(`${logPath}.${index}`, `${logPath}.${index + 1}`);
-      } catch (error) {
-        if (!isMissing(error)) throw error;
-      }
-    }
-    const rotated = `${logPath}.1`;
-    await copyFile(logPath, rotated);
-    // The agent kept writing during the copy: append what came after, then truncate at once, so
-    // the window in which output is lost shrinks to the gap between this read and the truncate.
-    const copied = (await stat(rotated)).size;
-    const tail = await readRange(logPath, copied, Number.POSITIVE_INFINITY);
-    if (tail.length > 0) await appendFile(rotated, tail);
-  }
-  await truncate(logPath, 0);
-  return true;
-}
-
-/** Reads bytes [start, end) of a file (to its end when `end` is past it). */
-async function readRange(path: string, start: number, end: number): Promise<Buffer> {
-  const handle = await open(path, "r");
-  try {
-    const chunks: Buffer[] = [];
-    let position = start;
-    while (position < end) {
-      const length = Math.min(64 * 1024, end - position);
-      const buffer = Buffer.alloc(length);
-      const { bytesRead } = await handle.read(buffer, 0, length, position);
-      if (bytesRead === 0) break;
-      chunks.push(buffer.subarray(0, bytesRead));
-      position += bytesRead;
-    }
-    return Buffer.concat(chunks);
-  } finally {
-    await handle.close();
-  }
-}
-
-/** Options of {@link LogRotator}. */
-export interface LogRotatorOptions extends RotateOptions {
-  /** Period between checks of every registered log, in milliseconds. Default 10 000. */
-  readonly intervalMs?: number;
-  /** Told of every rotation (for logging, and for tests to wait on). */
-  readonly onRotate?: (logPath: string) => void;
-  /** Told of a failed check; the rotator carries on. Without it errors are dropped. */
-  readonly onError?: (logPath: string, error: unknown) => void;
 }
 
 /**
- * Checks a set of log files every `intervalMs` and rotates those that reached `maxBytes`. Checks
- * run one after the other, never overlapping. Started with {@link run}, stopped by its signal.
+ * Where the file `id` now is in the chain (0 = the live log), or undefined when it is not in it
+ * (deleted). The live log may be missing for a moment during a rotation; the scan stops at the
+ * first missing rotated file.
  */
-export class LogRotator {
-  readonly #paths = new Set<string>();
-  readonly #intervalMs: number;
-  readonly #rotateOptions: RotateOptions;
-  readonly #onRotate: ((logPath: string) => void) | undefined;
-  readonly #onError: ((logPath: string, error: unknown) => void) | undefined;
-
-  constructor(options: LogRotatorOptions = {}) {
-    this.#intervalMs = options.intervalMs ?? 10_000;
-    this.#rotateOptions = {
-      maxBytes: options.maxBytes ?? DEFAULT_LOG_MAX_BYTES,
-      keep: options.keep ?? DEFAULT_LOG_KEEP,
-    };
-    this.#onRotate = options.onRotate;
-    this.#onError = options.onError;
-  }
-
-  /** Registers a log file to be checked (idempotent). */
-  add(logPath: string): void {
-    this.#paths.add(logPath);
-  }
-
-  /** Stops checking a log file. */
-  delete(logPath: string): void {
-    this.#paths.delete(logPath);
-  }
-
-  /** Checks every registered file once now. Never rejects: failures go to `onError`. */
-  async checkNow(): Promise<void> {
-    for (const logPath of [...this.#paths]) {
-      try {
-        if (await rotateIfNeeded(logPath, this.#rotateOptions)) this.#onRotate?.(logPath);
-      } catch (error) {
-        this.#onError?.(logPath, error);
-      }
+async function indexInChain(logPath: string, id: FileId): Promise<number | undefined> {
+  for (let index = 0; index <= MAX_ROTATED; index++) {
+    const found = await statOrUndefined(chainPath(logPath, index));
+    if (found === undefined) {
+      if (index === 0) continue;
+      return undefined;
     }
+    if (sameFile(found, id)) return index;
   }
-
-  /**
-   * Checks every `intervalMs` until `signal` aborts; resolves (never rejects) once stopped, after
-   * any check in progress has finished, with no timer left behind.
-   */
-  async run(signal: AbortSignal): Promise<void> {
-    while (!signal.aborted) {
-      await abortableDelay(this.#intervalMs, signal);
-      if (signal.aborted) break;
-      await this.checkNow();
-    }
-  }
+  return undefined;
 }
 
-/** Resolves after `ms` or as soon as `signal` aborts, whichever comes first; clears its timer. */
-function abortableDelay(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) {
-      resolve();
-      return;
-    }
-    const done = (): void => {
-      clearTimeout(timer);
-      signal.removeEventListener("abort", done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    signal.addEventListener("abort", done, { once: true });
-  });
-}
-
-/** Splits complete lines out of `buffer`; returns them and the unfinished remainder. */
-function splitLines(
-  buffer: Buffer,
-  maxLineBytes: number,
-): { lines: string[]; rest: Buffer<ArrayBufferLike> } {
-  const lines: string[] = [];
-  let start = 0;
-  for (let index = buffer.indexOf(NEWLINE); index !== -1; index = buffer.indexOf(NEWLINE, start)) {
-    lines.push(decodeLine(buffer.subarray(start, index), maxLineBytes));
-    start = index + 1;
+/** An open file with its identity; undefined when missing. */
+async function openFile(file: string): Promise<{ handle: FileHandle; id: FileId } | undefined> {
+  let handle: FileHandle;
+  try {
+    handle = await open(file, "r");
+  } catch (error) {
+    if (isMissing(error)) return undefined;
+    throw error;
   }
-  return { lines, rest: buffer.subarray(start) };
+  const s = await handle.stat();
+  return { handle, id: { dev: s.dev, ino: s.ino } };
 }
 
 /** UTF-8 decoding of one line without its newline (and CR), cut to `maxLineBytes`. */
-function decodeLine(bytes: Buffer, maxLineBytes: number): string {
+function decodeLine(bytes: Uint8Array, maxLineBytes: number): string {
   let end = bytes.length;
   if (end > 0 && bytes[end - 1] === 0x0d) end--;
   // Cutting may split a multi-byte character; the decoder turns its bytes into U+FFFD.
-  return bytes.subarray(0, Math.min(end, maxLineBytes)).toString("utf8");
+  return Buffer.from(bytes.buffer, bytes.byteOffset, Math.min(end, maxLineBytes)).toString("utf8");
 }
 
 /** The end of a log: its last lines and where a follower should continue. */
 export interface LogTail {
   /** Up to `n` last complete lines, oldest first, without newlines. */
   readonly lines: string[];
-  /** Byte offset just after the last complete line: pass it as `fromOffset` to {@link followLog}. */
-  readonly endOffset: number;
+  /**
+   * Just after the last complete line (or where the scan began when it found none): pass it as
+   * `from` to {@link followLog}. Undefined when there is no log file yet.
+   */
+  readonly position: LogPosition | undefined;
 }
 
 /** Options of {@link readLogTail} and {@link tailLines}. */
 export interface TailOptions {
   /** Lines longer than this many bytes are cut to it. Default 16 KiB. */
   readonly maxLineBytes?: number;
+  /** Most bytes read backwards in all (across rotated files). Default 8 MiB. */
+  readonly maxScanBytes?: number;
+}
+
+/** A piece of one file inside the tail's buffer. */
+interface Segment {
+  readonly id: FileId;
+  /** Offset in the file of the segment's first byte. */
+  readonly fileOffset: number;
+  readonly length: number;
 }
 
 /**
- * Reads the last `n` complete lines of a log by reading backwards from its end in chunks, so the
- * cost is bounded by n × maxLineBytes whatever the size of the file. An unfinished last line (no
- * newline yet) is left out; the follower delivers it once complete. When the read window is
- * exhausted first, the oldest line returned may be the tail end of a very long line. A missing file
- * has no lines.
+ * Reads the last `n` complete lines of a log by reading backwards from the end of `<name>.log`
+ * in 64 KiB chunks and, when that file has fewer lines, on into `.1`, `.2` …, at most
+ * `maxScanBytes` in all. An unfinished last line is left out (a follower delivers it once
+ * complete). When the scan window ends first, the oldest line returned may be the tail end of a
+ * very long line. A missing log has no lines.
  */
 export async function readLogTail(
   logPath: string,
@@ -244,50 +155,81 @@ export async function readLogTail(
   options: TailOptions = {},
 ): Promise<LogTail> {
   const maxLineBytes = options.maxLineBytes ?? DEFAULT_MAX_LINE_BYTES;
-  let handle: Awaited<ReturnType<typeof open>>;
+  const maxScanBytes = options.maxScanBytes ?? DEFAULT_TAIL_SCAN_BYTES;
+  // The live log, or during a rotation (live log renamed, new one not yet created) `.1`.
+  const first = (await openFile(logPath)) ?? (await openFile(chainPath(logPath, 1)));
+  if (first === undefined) return { lines: [], position: undefined };
+  const chunks: Buffer[] = [];
+  const segments: Segment[] = [];
+  let scanned = 0;
+  let newlines = 0;
+  let reachedStart = false;
+  let file: { handle: FileHandle; id: FileId } | undefined = first;
   try {
-    handle = await open(logPath, "r");
-  } catch (error) {
-    if (isMissing(error)) return { lines: [], endOffset: 0 };
-    throw error;
-  }
-  try {
-    const size = (await handle.stat()).size;
-    const chunkBytes = 64 * 1024;
-    // Enough for n full-length lines plus the newline before the first and a partial last line.
-    const windowBytes = (n + 2) * (maxLineBytes + 1);
-    const chunks: Buffer[] = [];
-    let start = size;
-    let newlines = 0;
-    let endOffset: number | undefined;
-    while (start > 0 && size - start < windowBytes) {
-      const length = Math.min(chunkBytes, start);
-      start -= length;
-      const chunk = Buffer.alloc(length);
-      const { bytesRead } = await handle.read(chunk, 0, length, start);
-      const data = chunk.subarray(0, bytesRead);
-      chunks.unshift(data);
-      for (let index = data.length - 1; index >= 0; index--) {
-        if (data[index] !== NEWLINE) continue;
-        endOffset ??= start + index + 1;
-        newlines++;
+    while (file !== undefined) {
+      const size = (await file.handle.stat()).size;
+      let start = size;
+      const fileChunks: Buffer[] = [];
+      while (start > 0 && scanned < maxScanBytes && newlines <= n) {
+        const length = Math.min(CHUNK_BYTES, start, maxScanBytes - scanned);
+        start -= length;
+        const chunk = Buffer.alloc(length);
+        const { bytesRead } = await file.handle.read(chunk, 0, length, start);
+        const data = chunk.subarray(0, bytesRead);
+        fileChunks.unshift(data);
+        scanned += data.length;
+        for (let i = data.length - 1; i >= 0; i--) if (data[i] === NEWLINE) newlines++;
       }
+      const fileData = Buffer.concat(fileChunks);
+      chunks.unshift(fileData);
+      segments.unshift({ id: file.id, fileOffset: start, length: fileData.length });
       // n lines need n + 1 newlines: the one ending each line and the one before the first.
-      if (newlines > n) break;
+      if (start > 0 || newlines > n || scanned >= maxScanBytes) break;
+      const index = await indexInChain(logPath, file.id);
+      const older: { handle: FileHandle; id: FileId } | undefined =
+        index === undefined ? undefined : await openFile(chainPath(logPath, index + 1));
+      await file.handle.close();
+      file = older;
+      if (file === undefined) reachedStart = true;
     }
-    if (endOffset === undefined || n <= 0) return { lines: [], endOffset: endOffset ?? 0 };
-    const text = Buffer.concat(chunks).subarray(0, endOffset - start);
-    // Unless we read from the start of the file, the first element begins mid-line: drop it when
-    // enough lines follow; keep it (the tail end of a very long line) when the window ran out.
-    const { lines } = splitLines(text, maxLineBytes);
-    const complete = start === 0 || newlines <= n ? lines : lines.slice(1);
-    return { lines: complete.slice(-n), endOffset };
   } finally {
-    await handle.close();
+    await file?.handle.close();
   }
+  const text = Buffer.concat(chunks);
+  const lastNewline = text.lastIndexOf(NEWLINE);
+  const position = positionAt(segments, lastNewline + 1);
+  if (lastNewline === -1 || n <= 0) return { lines: [], position };
+  const lines: string[] = [];
+  let from = 0;
+  for (
+    let at = text.indexOf(NEWLINE);
+    at !== -1 && at <= lastNewline;
+    at = text.indexOf(NEWLINE, from)
+  ) {
+    lines.push(decodeLine(text.subarray(from, at), maxLineBytes));
+    from = at + 1;
+  }
+  // Unless the scan began at the very start of the oldest file, the first element begins
+  // mid-line: drop it when enough lines follow; keep it (the end of a very long line) otherwise.
+  const complete = reachedStart || lines.length <= n ? lines : lines.slice(1);
+  return { lines: complete.slice(-n), position };
 }
 
-/** The last `n` complete lines of a log ({@link readLogTail} without the offset). */
+/** The file and offset of byte `index` of the tail's buffer (its end when past it). */
+function positionAt(segments: readonly Segment[], index: number): LogPosition | undefined {
+  let rest = index;
+  for (const [i, segment] of segments.entries()) {
+    // A position at a segment's end belongs to the next file's start, except for the last.
+    if (rest < segment.length || (rest === segment.length && i === segments.length - 1)) {
+      return { ...segment.id, offset: segment.fileOffset + rest };
+    }
+    rest -= segment.length;
+  }
+  const last = segments.at(-1);
+  return last && { ...last.id, offset: last.fileOffset + last.length };
+}
+
+/** The last `n` complete lines of a log ({@link readLogTail} without the position). */
 export async function tailLines(
   logPath: string,
   n: number,
@@ -296,25 +238,149 @@ export async function tailLines(
   return (await readLogTail(logPath, n, options)).lines;
 }
 
+/**
+ * Splits a byte stream into lines: a line longer than `maxLineBytes` is delivered cut (as soon
+ * as that much of it arrived) and the rest of it skipped up to its newline, so a line without
+ * end never holds more than `maxLineBytes` in memory.
+ */
+class LineSplitter {
+  readonly #maxLineBytes: number;
+  #partial: Buffer = Buffer.alloc(0);
+  #skipping = false;
+
+  constructor(maxLineBytes: number) {
+    this.#maxLineBytes = maxLineBytes;
+  }
+
+  push(data: Buffer): string[] {
+    const lines: string[] = [];
+    let start = 0;
+    for (let at = data.indexOf(NEWLINE); at !== -1; at = data.indexOf(NEWLINE, start)) {
+      const piece = data.subarray(start, at);
+      start = at + 1;
+      if (this.#skipping) {
+        this.#skipping = false;
+        continue;
+      }
+      const line = this.#partial.length > 0 ? Buffer.concat([this.#partial, piece]) : piece;
+      this.#partial = Buffer.alloc(0);
+      lines.push(decodeLine(line, this.#maxLineBytes));
+    }
+    if (!this.#skipping && start < data.length) {
+      const rest = data.subarray(start);
+      this.#partial = Buffer.concat([this.#partial, rest]);
+      if (this.#partial.length > this.#maxLineBytes) {
+        lines.push(decodeLine(this.#partial, this.#maxLineBytes));
+        this.#partial = Buffer.alloc(0);
+        this.#skipping = true;
+      }
+    }
+    return lines;
+  }
+}
+
 /** Options of {@link followLog}. */
 export interface FollowOptions {
   /** Ends the iteration (without an error) when aborted. */
   readonly signal: AbortSignal;
-  /** Offset to continue from (typically {@link LogTail.endOffset}); default: the current end. */
-  readonly fromOffset?: number;
+  /**
+   * Where to begin: a position (typically {@link LogTail.position}), `"start"` (the live log's
+   * first byte) or `"end"` (its end at the time of the call; the default). A missing log is
+   * waited for.
+   */
+  readonly from?: LogPosition | "start" | "end";
   /** Period of the fallback poll when no watch event arrives, in milliseconds. Default 250. */
   readonly pollIntervalMs?: number;
   /** Lines longer than this many bytes are cut to it. Default 16 KiB. */
   readonly maxLineBytes?: number;
+  /** Most bytes read at once (and so held per follower). Default 1 MiB. */
+  readonly maxReadBytes?: number;
+}
+
+/** An open file by descriptor, with its identity. */
+interface OpenFile {
+  readonly fd: number;
+  readonly id: FileId;
+}
+
+/** The file a follower reads, and the one after it once known. */
+interface Reading extends OpenFile {
+  offset: number;
+  /**
+   * The file that came after this one, opened as soon as this one was seen rotated away. Held
+   * open, it can neither be lost to a deletion nor have its inode number reused: the follower
+   * reads it next, however far behind it falls.
+   */
+  next?: OpenFile;
+}
+
+const readAsync = promisify(read);
+const closeAsync = promisify(close);
+
+function closeQuietly(fd: number): void {
+  close(fd, () => undefined);
+}
+
+/** Opens `file` read-only now; undefined when it does not exist. */
+function openNow(file: string): OpenFile | undefined {
+  let fd: number;
+  try {
+    fd = openSync(file, "r");
+  } catch (error) {
+    if (isMissing(error)) return undefined;
+    throw error;
+  }
+  const s = fstatSync(fd);
+  return { fd, id: { dev: s.dev, ino: s.ino } };
+}
+
+function statNow(file: string): FileId | undefined {
+  const s = statSync(file, { throwIfNoEntry: false });
+  return s && { dev: s.dev, ino: s.ino };
+}
+
+/** Where `id` is in the chain now (0 = live log), or undefined when it is not in it. */
+function indexNow(logPath: string, id: FileId): number | undefined {
+  for (let index = 0; index <= MAX_ROTATED; index++) {
+    const found = statNow(chainPath(logPath, index));
+    if (found === undefined && index > 0) return undefined;
+    if (found !== undefined && sameFile(found, id)) return index;
+  }
+  return undefined;
 }
 
 /**
- * Yields batches of complete lines as they are appended to a log, until `signal` aborts. Woken by
- * `fs.watch` with a short poll as a fallback (watch events can be missed or coalesced). When the
- * file shrinks below the read position (copy-truncate rotation), reading restarts at offset 0.
- * A rotation that is followed by regrowth past the old position before the next check goes
- * unnoticed; with a 10 MiB threshold and a sub-second poll that cannot happen in practice.
- * A missing file is waited for.
+ * Once `reading`'s file is no longer the live log, opens the file one index newer than where it
+ * went (checked against a rotation in between) and keeps it as `reading.next`. Synchronous
+ * stats and open (microseconds), so that the watch callback can note it as a rotation happens.
+ */
+function noteSuccessor(logPath: string, reading: Reading): void {
+  if (reading.next !== undefined) return;
+  try {
+    const live = statNow(logPath);
+    if (live === undefined || sameFile(live, reading.id)) return;
+    const index = indexNow(logPath, reading.id);
+    if (index === undefined || index === 0) return;
+    const next = openNow(chainPath(logPath, index - 1));
+    if (next === undefined) return;
+    // A rotation between the lookup and the open shifted both: try again at the next chance.
+    if (indexNow(logPath, reading.id) === index) reading.next = next;
+    else closeQuietly(next.fd);
+  } catch {
+    // A stat or open failing for another reason than a missing file: tried again later.
+  }
+}
+
+/**
+ * Yields batches of complete lines as they are written to a log, across rotations, until
+ * `signal` aborts. Follows the file it reads by identity: once `<name>.log` names another
+ * file, the one it holds is complete (the keeper writes a file before renaming it), so it reads
+ * it to its end and goes on with its successor, noted (and held open) as soon as the rotation
+ * was seen: from the watch callback, which runs even while the consumer has not asked for the
+ * next batch, and at every read. A line split across two files is joined. Only a follower
+ * that saw none of the rotations that took its file and its successor away (more than
+ * `log_keep` + 1 in a row before its event loop ran) cannot know what it missed; it goes on with
+ * the oldest file left. Woken by `fs.watch` on the log's directory, with a poll as a fallback.
  */
 export async function* followLog(
   logPath: string,
@@ -322,11 +388,27 @@ export async function* followLog(
 ): AsyncGenerator<string[], void, undefined> {
   const { signal } = options;
   const pollIntervalMs = options.pollIntervalMs ?? 250;
-  const maxLineBytes = options.maxLineBytes ?? DEFAULT_MAX_LINE_BYTES;
+  const buffer = Buffer.alloc(Math.max(1, options.maxReadBytes ?? 1024 * 1024));
+  const splitter = new LineSplitter(options.maxLineBytes ?? DEFAULT_MAX_LINE_BYTES);
   if (signal.aborted) return;
 
-  let offset = options.fromOffset ?? (await sizeOf(logPath)) ?? 0;
-  let partial: Buffer = Buffer.alloc(0);
+  let current: Reading | undefined;
+  let from = options.from ?? "end";
+  if (from === "end") {
+    // Now, synchronously: what is written after this call is new, whatever the scheduling.
+    const live = statSync(logPath, { throwIfNoEntry: false });
+    from = live === undefined ? "start" : { dev: live.dev, ino: live.ino, offset: live.size };
+  }
+  if (typeof from === "object") {
+    const index = indexNow(logPath, from);
+    const opened = index === undefined ? undefined : openNow(chainPath(logPath, index));
+    if (opened !== undefined && sameFile(opened.id, from)) {
+      current = { ...opened, offset: from.offset };
+    } else if (opened !== undefined) {
+      closeQuietly(opened.fd); // the file of the position is gone: the live log is all new
+    }
+  }
+
   let wake: (() => void) | undefined;
   // Set by a watch event or abort; an event that arrives while we read must not be lost.
   let pending = false;
@@ -334,17 +416,21 @@ export async function* followLog(
     pending = true;
     wake?.();
   };
+  const base = path.basename(logPath);
   let watcher: ReturnType<typeof watch> | undefined;
   const startWatching = (): void => {
     try {
-      watcher = watch(logPath, { persistent: false }, notify);
-      // A watcher error (the file was removed) falls back to polling until it reappears.
+      watcher = watch(path.dirname(logPath), { persistent: false }, (_event, name) => {
+        if (name !== null && !name.startsWith(base)) return;
+        if (current !== undefined) noteSuccessor(logPath, current);
+        notify();
+      });
       watcher.on("error", () => {
         watcher?.close();
         watcher = undefined;
       });
     } catch {
-      // Missing file or no inotify: the poll covers it; watching is retried next round.
+      // No directory yet, or no inotify: the poll covers it; watching is retried next round.
     }
   };
   signal.addEventListener("abort", notify);
@@ -352,26 +438,39 @@ export async function* followLog(
     while (!signal.aborted) {
       pending = false;
       if (watcher === undefined) startWatching();
-      const size = await sizeOf(logPath);
-      if (size !== undefined && size < offset) {
-        // Truncated by rotation: the unread rest went to `.1`; continue from the start.
-        offset = 0;
+      if (current === undefined) {
+        const opened = openNow(logPath);
+        if (opened !== undefined) current = { ...opened, offset: 0 };
       }
-      if (size !== undefined && size > offset) {
-        const data = await readRange(logPath, offset, Math.min(size, offset + 1024 * 1024));
-        offset += data.length;
-        const { lines, rest } = splitLines(
-          partial.length > 0 ? Buffer.concat([partial, data]) : data,
-          maxLineBytes,
+      if (current !== undefined) {
+        noteSuccessor(logPath, current);
+        const { bytesRead: bytes } = await readAsync(
+          current.fd,
+          buffer,
+          0,
+          buffer.length,
+          current.offset,
         );
-        partial = Buffer.from(rest);
-        if (partial.length > maxLineBytes) {
-          // A line without end in sight: deliver what fits rather than buffer without limit.
-          lines.push(decodeLine(partial, maxLineBytes));
-          partial = Buffer.alloc(0);
+        if (bytes > 0) {
+          current.offset += bytes;
+          const lines = splitter.push(buffer.subarray(0, bytes));
+          if (lines.length > 0) yield lines;
+          continue;
         }
-        if (lines.length > 0) yield lines;
-        if (offset < size) continue; // More than one read's worth was waiting.
+        const live = statNow(logPath);
+        if (live !== undefined && sameFile(live, current.id)) {
+          // Truncated by hand below the read position: continue from its new start.
+          if (fstatSync(current.fd).size < current.offset) current.offset = 0;
+        } else {
+          // Read to its end after it was rotated away: go on with its successor.
+          const next = current.next ?? lostSuccessor(logPath, current);
+          if (next !== undefined) {
+            await closeAsync(current.fd);
+            current = { ...next, offset: 0 };
+            if ("lost" in next && next.lost) yield [SKIPPED_MARKER];
+            continue;
+          }
+        }
       }
       if (signal.aborted) break;
       await new Promise<void>((resolve) => {
@@ -391,14 +490,26 @@ export async function* followLog(
   } finally {
     signal.removeEventListener("abort", notify);
     watcher?.close();
+    if (current?.next !== undefined) closeQuietly(current.next.fd);
+    if (current !== undefined) closeQuietly(current.fd);
   }
 }
 
-async function sizeOf(path: string): Promise<number | undefined> {
-  try {
-    return (await stat(path)).size;
-  } catch (error) {
-    if (isMissing(error)) return undefined;
-    throw error;
-  }
+/**
+ * The successor of a file that left the chain before its successor was noted: the oldest file
+ * left, the best guess there is. `lost` when rotated files exist (`log_keep` ≥ 1): the file was
+ * then rotated more than `log_keep` times unseen, and what came in between may be gone. With
+ * `log_keep = 0` every rotation deletes the file, and the live log is its successor.
+ * Undefined while the chain is empty (a rotation is under way).
+ */
+function lostSuccessor(
+  logPath: string,
+  reading: Reading,
+): (OpenFile & { lost: boolean }) | undefined {
+  const index = indexNow(logPath, reading.id);
+  if (index !== undefined) return undefined; // still in the chain: noted at the next check
+  let oldest = 0;
+  while (oldest < MAX_ROTATED && statNow(chainPath(logPath, oldest + 1)) !== undefined) oldest++;
+  const file = openNow(chainPath(logPath, oldest));
+  return file && { ...file, lost: oldest > 0 };
 }

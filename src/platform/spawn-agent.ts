@@ -1,10 +1,10 @@
 /**
- * Spawning an agent process (SPEC §4): no shell, its own process group, output appended to its log
- * file through an inherited O_APPEND descriptor (never a pipe), and not tied to the daemon's life,
- * so a daemon crash leaves the agent running for adoption by the next daemon.
+ * Spawning an agent process (SPEC §4): no shell, its own process group, output into its FIFO,
+ * read by the output keeper (docs/platform.md, "Agent output"), and not tied to the daemon's
+ * life, so a daemon crash leaves the agent running for adoption by the next daemon.
  */
 
-import { accessSync, closeSync, constants, statSync } from "node:fs";
+import { accessSync, closeSync, constants, fstatSync, openSync, statSync } from "node:fs";
 import { delimiter, isAbsolute, join, resolve } from "node:path";
 import { execa } from "execa";
 import type { ExitRecord } from "../core/agent-state.ts";
@@ -46,9 +46,19 @@ export interface SpawnAgentOptions {
    * daemon's, see `buildAgentEnv`, and merging `process.env` again per spawn is costly).
    */
   readonly env: Readonly<Record<string, string>>;
-  /** File receiving both stdout and stderr, opened with O_APPEND and created (with its directory) if missing. */
-  readonly logPath: string;
+  /** Where stdout and stderr go. */
+  readonly output: AgentOutput;
 }
+
+/**
+ * Where an agent's stdout and stderr go:
+ * - `fifo`: the agent's FIFO (made by the output keeper's daemon side, read by the keeper). The
+ *   agent also gets the FIFO read-write as fd 3, so that its writes never fail with EPIPE while
+ *   no keeper reads (they block once the pipe's 64 KiB are full instead).
+ * - `file`: a file appended to through an O_APPEND descriptor, created (with its directory) if
+ *   missing; nothing bounds its size (for callers without a keeper).
+ */
+export type AgentOutput = { readonly fifo: string } | { readonly file: string };
 
 /** Why an agent could not be spawned. */
 export type SpawnFailureReason = "EXECUTABLE_NOT_FOUND" | "PERMISSION_DENIED" | "SPAWN_FAILED";
@@ -166,14 +176,43 @@ function failureFromCode(
   }
 }
 
-/** execa with the agent settings; always closes the daemon's copy of `logFd`. */
-function startWithLog(
+/** The agent's descriptors: fd 1 and 2, and for a FIFO the read-write fd 3. */
+interface OutputFds {
+  readonly out: number;
+  readonly extra: number | undefined;
+}
+
+/**
+ * Opens the agent's output. For a FIFO: read-write first, which never blocks on Linux, then
+ * write-only, which does not block either since a reader (the first descriptor) exists.
+ */
+function openOutput(output: AgentOutput): OutputFds {
+  if ("file" in output) return { out: openLogForAppend(output.file), extra: undefined };
+  const extra = openSync(output.fifo, constants.O_RDWR);
+  try {
+    if (!fstatSync(extra).isFIFO()) throw new Error(`${output.fifo} is not a FIFO`);
+    return { out: openSync(output.fifo, constants.O_WRONLY), extra };
+  } catch (error) {
+    closeSync(extra);
+    throw error;
+  }
+}
+
+/** execa with the agent settings; always closes the daemon's copies of the descriptors. */
+function startWithOutput(
   executable: string,
   args: readonly string[],
   options: SpawnAgentOptions,
-  logFd: number,
+  fds: OutputFds,
 ) {
   try {
+    // A bare fd number is handed to child_process.spawn as is ("native" in execa's
+    // lib/stdio/type.js): the child inherits the descriptor itself. execa's types only spell
+    // out 1 and 2 for these positions, hence the casts.
+    const stdio =
+      fds.extra === undefined
+        ? (["ignore", fds.out as 1, fds.out as 2] as const)
+        : (["ignore", fds.out as 1, fds.out as 2, fds.extra as 3] as const);
     return execa(executable, args, {
       cwd: options.cwd,
       env: options.env,
@@ -181,34 +220,31 @@ function startWithLog(
       shell: false,
       detached: true,
       cleanup: false,
-      stdin: "ignore",
-      // A bare fd number is handed to child_process.spawn as is ("native" in execa's
-      // lib/stdio/type.js): the child inherits the file, no pipe. execa's types only spell out
-      // 1 and 2 for this position, hence the cast.
-      stdout: logFd as 1,
-      stderr: logFd as 2,
+      stdio,
       reject: false,
       buffer: false,
       stripFinalNewline: false,
     });
   } finally {
-    // spawn() has dup'ed the descriptor into the child (or failed): the daemon's copy would only
-    // keep the file open. Node opens files with O_CLOEXEC, so no other child inherited it.
-    closeSync(logFd);
+    // spawn() has dup'ed the descriptors into the child (or failed): the daemon's copies would
+    // only keep the file or pipe open. Node opens files with O_CLOEXEC, so no other child
+    // inherited them.
+    closeSync(fds.out);
+    if (fds.extra !== undefined) closeSync(fds.extra);
   }
 }
 
 /**
  * Starts an agent process: never through a shell, detached into its own process group (so the
  * group can be signalled as a whole), not killed when the daemon exits (`cleanup: false`, so agents
- * survive a daemon crash and are adopted), stdin from /dev/null, stdout and stderr appended to
- * `logPath` through the same O_APPEND descriptor (the daemon closes its copy at once; the agent's
- * output never depends on the daemon reading a pipe).
+ * survive a daemon crash and are adopted), stdin from /dev/null, stdout and stderr the same
+ * descriptor of `output` (the daemon closes its copies at once; the agent's output never depends
+ * on the daemon: the keeper reads the FIFO and outlives the daemon).
  *
  * Resolves once the process exists, with its pid and start time; the exit is reported by `exited`.
  * @throws SpawnError `EXECUTABLE_NOT_FOUND` (missing command, or its interpreter),
- *   `PERMISSION_DENIED` (not executable), or `SPAWN_FAILED` (missing cwd, unopenable log file,
- *   out of processes...); its message names the command.
+ *   `PERMISSION_DENIED` (not executable), or `SPAWN_FAILED` (missing cwd, unopenable FIFO or log
+ *   file, out of processes...); its message names the command.
  */
 export async function spawnAgent(options: SpawnAgentOptions): Promise<SpawnedAgent> {
   const [command, ...args] = options.argv;
@@ -222,19 +258,20 @@ export async function spawnAgent(options: SpawnAgentOptions): Promise<SpawnedAge
     options.env.PATH ?? process.env.PATH ?? "",
   );
 
-  let logFd: number;
+  let fds: OutputFds;
   try {
-    logFd = openLogForAppend(options.logPath);
+    fds = openOutput(options.output);
   } catch (error) {
+    const target = "fifo" in options.output ? options.output.fifo : options.output.file;
     throw new SpawnError(
       "SPAWN_FAILED",
       command,
-      `cannot start '${command}': cannot open log file ${options.logPath}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`,
+      `cannot start '${command}': cannot open its output ${target}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`,
       { cause: error },
     );
   }
 
-  const subprocess = startWithLog(executable, args, options, logFd);
+  const subprocess = startWithOutput(executable, args, options, fds);
   const pid = subprocess.pid;
   if (pid === undefined) {
     // Spawn failed; execa reports the errno through its (non-rejecting) result.

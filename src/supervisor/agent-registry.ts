@@ -163,8 +163,10 @@ export class AgentRegistry implements AgentBackend {
   }
 
   /**
-   * The agent's log: its last `tailLines` lines (at most {@link MAX_TAIL_LINES}), then with
-   * `follow` new lines until `signal` aborts or the agent is removed.
+   * The agent's log: its last `tailLines` lines (at most {@link MAX_TAIL_LINES}, read from at
+   * most 8 MiB back, across rotated files), then with `follow` new lines until `signal` aborts
+   * or the agent is removed, across rotations. Reads files only: memory stays bounded by one
+   * read (1 MiB) per follower however fast the agent writes, since the caller pulls each batch.
    */
   async *streamLogs(name: string, options: LogStreamOptions): AsyncIterable<readonly string[]> {
     const logPath = this.runner(name).status().logPath;
@@ -178,7 +180,9 @@ export class AgentRegistry implements AgentBackend {
       if (change.kind === "removed" && change.name === name) stop.abort();
     });
     try {
-      yield* followLog(logPath, { signal: stop.signal, fromOffset: tail.endOffset });
+      // From just after the tail's last line, in that very file: nothing lost or repeated
+      // between the two, even when the log was rotated in between.
+      yield* followLog(logPath, { signal: stop.signal, from: tail.position ?? "start" });
     } finally {
       unsubscribe();
       options.signal.removeEventListener("abort", onAbort);

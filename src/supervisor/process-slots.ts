@@ -58,6 +58,9 @@ export class ProcessSlots {
             cwd: definition.dir,
             env,
             logPath: this.#logPath,
+            name: definition.name,
+            logMaxBytes: definition.deployment.logMaxBytes ?? deps.defaults.logMaxBytes,
+            logKeep: definition.deployment.logKeep ?? deps.defaults.logKeep,
           });
         } catch (error) {
           return error instanceof SpawnFailure

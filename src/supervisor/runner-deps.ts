@@ -33,12 +33,21 @@ export interface ProbeResult {
 
 /** The OS facilities a runner uses; bound to `src/platform/` by the composition root. */
 export interface RunnerPlatform {
-  /** Spawns `argv` (never through a shell) as leader of a new process group; output appended to `logPath`. */
+  /**
+   * Spawns `argv` (never through a shell) as leader of a new process group; its output goes to
+   * `logPath`, rotated at `logMaxBytes` keeping `logKeep` old files (by the output keeper).
+   */
   spawn(options: {
     argv: readonly string[];
     cwd: string;
     env: Readonly<Record<string, string>>;
     logPath: string;
+    /** The agent's name: names its output stream. */
+    name: string;
+    /** The agent's `log_max_bytes` (or the server's). */
+    logMaxBytes: number;
+    /** The agent's `log_keep` (or the server's). */
+    logKeep: number;
   }): Promise<ProcessHandle>;
   /** SIGTERM to the group, SIGKILL after `stopTimeoutMs`; resolves when the whole group is gone. */
   terminateGroup(
@@ -81,6 +90,10 @@ export interface AgentDefaults {
   readonly autoRestart: boolean;
   readonly maxRestarts: number;
   readonly healthCheckIntervalMs: number;
+  /** Server `log_max_bytes`: size at which an agent's log is rotated, bytes. */
+  readonly logMaxBytes: number;
+  /** Server `log_keep`: rotated log files kept per agent. */
+  readonly logKeep: number;
 }
 
 export interface RunnerDeps {

@@ -375,15 +375,17 @@ const canMountTmpfs = (() => {
 })();
 
 /**
- * Mounts a small tmpfs as `stateDir`, with `logs/` a link to a normal directory (agents keep
- * writing their output; only the state file is on the failing disk). Returns the unmount.
+ * Mounts a small tmpfs as `stateDir`, with `logs/` and `keeper/` (the output keeper's FIFOs and
+ * socket) links to a normal directory (agents keep writing their output; only the state file is
+ * on the failing disk). Returns the unmount.
  */
 async function stateDirOnTmpfs(stateDir: string, root: string): Promise<() => Promise<void>> {
   await mkdir(stateDir, { recursive: true });
   execFileSync("mount", ["-t", "tmpfs", "-o", "size=256k", "tmpfs", stateDir]);
-  const logs = path.join(root, "logs");
-  await mkdir(logs);
-  await symlink(logs, path.join(stateDir, "logs"));
+  for (const name of ["logs", "keeper"]) {
+    await mkdir(path.join(root, name));
+    await symlink(path.join(root, name), path.join(stateDir, name));
+  }
   const unmount = async () => {
     try {
       execFileSync("umount", [stateDir], { stdio: "ignore" });

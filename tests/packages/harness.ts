@@ -16,6 +16,8 @@ import { createJsonLogger, type Logger } from "../../src/core/logger.ts";
 import { AgentCatalog } from "../../src/packages/agent-catalog.ts";
 import { PackageLayout } from "../../src/packages/package-layout.ts";
 import { PackageStore, type PackageStoreOptions } from "../../src/packages/package-store.ts";
+import { agentLogPath } from "../../src/platform/log-file.ts";
+import { OutputKeeper } from "../../src/platform/output-keeper.ts";
 import { PortAllocator } from "../../src/platform/port-allocator.ts";
 import { isGroupAlive } from "../../src/platform/terminate-group.ts";
 import { AgentRegistry } from "../../src/supervisor/agent-registry.ts";
@@ -97,15 +99,23 @@ export async function createPackageHarness(
   nextBase += 31;
   const seenPids = new Set<number>();
   const closers: (() => Promise<void>)[] = [];
+  // The state dir's output keeper, as the daemon has it (started at the first spawn or install).
+  const keeper = new OutputKeeper({ stateDir, logger: silent });
 
   const build = async () => {
     const registry = new AgentRegistry(
       {
         clock: systemClock,
-        platform: createRunnerPlatform(),
+        platform: createRunnerPlatform({ output: keeper }),
         ports: new PortAllocator({ host: "127.0.0.1", basePort, maxPort: basePort + 30 }),
         slots: new SlotPool(10),
-        defaults: { autoRestart: true, maxRestarts: 3, healthCheckIntervalMs: 200 },
+        defaults: {
+          autoRestart: true,
+          maxRestarts: 3,
+          healthCheckIntervalMs: 200,
+          logMaxBytes: 1024 * 1024,
+          logKeep: 2,
+        },
         host: "127.0.0.1",
         logDir,
         resolveCommand: (argv0) => [argv0],
@@ -127,6 +137,9 @@ export async function createPackageHarness(
     const store = new PackageStore({
       stateDir,
       logDir,
+      // As serve.ts: provisioning output goes through the keeper into the agent's log.
+      provisioningOutput: (name) =>
+        keeper.prepare({ name, log: agentLogPath(logDir, name), maxBytes: 1024 * 1024, keep: 2 }),
       maxPackageBytes: 4 * 1024 * 1024,
       host: {
         backend: registry,
@@ -206,6 +219,7 @@ export async function createPackageHarness(
     reopen: build,
     async close() {
       for (const close of closers.splice(0).reverse()) await close();
+      await keeper.stop();
       const left = [...seenPids].filter((pid) => isGroupAlive(pid));
       for (const pid of left) process.kill(-pid, "SIGKILL");
       await rm(dir, { recursive: true, force: true });

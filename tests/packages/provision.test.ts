@@ -10,6 +10,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { DeployError } from "../../src/core/errors.ts";
 import { planProvisioning, provision } from "../../src/packages/provision.ts";
 import { isProcessAlive } from "../../src/platform/proc-info.ts";
+import { waitForLogLine } from "../platform/helpers.ts";
 import { packageToml, type TarEntry, tarGz } from "./archives.ts";
 import { createPackageHarness, EMPTY_TREE, type PackageHarness } from "./harness.ts";
 
@@ -145,9 +146,11 @@ describe("provisioning a virtual environment", () => {
     expect((error as DeployError).message).toMatch(/pip install .*exit code 1; last output:/s);
     expect((error as DeployError).message).toMatch(/atoll-no-such-package/);
     expect(await h.tree()).toEqual(EMPTY_TREE);
-    // The output is in the agent's log too.
-    const log = await readFile(path.join(h.stateDir, "logs", "py-agent.log"), "utf8");
-    expect(log).toMatch(/provisioning py-agent failed/);
+    // The output is in the agent's log too (written there by the output keeper).
+    await waitForLogLine(
+      path.join(h.stateDir, "logs", "py-agent.log"),
+      /provisioning py-agent failed/,
+    );
   }, 60_000);
 });
 

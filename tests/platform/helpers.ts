@@ -65,7 +65,7 @@ export async function waitForLogLine(
   try {
     for await (const lines of followLog(logPath, {
       signal: controller.signal,
-      fromOffset: 0,
+      from: "start",
       pollIntervalMs: 50,
     })) {
       for (const line of lines) {
@@ -88,6 +88,19 @@ export async function waitUntil(
 ): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
+/** {@link waitUntil} for a condition that has to ask something (an HTTP call, a request). */
+export async function waitUntilAsync(
+  condition: () => Promise<boolean>,
+  what: string,
+  timeoutMs = 10_000,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await condition())) {
     if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}`);
     await new Promise((resolve) => setTimeout(resolve, 10));
   }

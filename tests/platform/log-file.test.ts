@@ -1,154 +1,58 @@
-import { appendFile, mkdir, readFile, stat, truncate, writeFile } from "node:fs/promises";
+import { appendFile, stat, truncate, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
+import { BoundedLog } from "../../src/platform/keeper/bounded-log.ts";
 import {
   agentLogPath,
   followLog,
-  LogRotator,
   readLogTail,
-  rotateIfNeeded,
+  SKIPPED_MARKER,
   tailLines,
 } from "../../src/platform/log-file.ts";
-import { spawnAgent } from "../../src/platform/spawn-agent.ts";
-import { terminateGroup } from "../../src/platform/terminate-group.ts";
-import { fixture, ProcessTracker, TempDirs, waitForLogLine } from "./helpers.ts";
+import { TempDirs } from "./helpers.ts";
+import { checkSequence } from "./log-check.ts";
 
 const dirs = new TempDirs();
-const tracker = new ProcessTracker();
+afterEach(() => dirs.cleanup());
 
-afterEach(async () => {
-  const leaked = tracker.leaked();
-  await dirs.cleanup();
-  expect(leaked).toEqual([]);
-});
-
-async function exists(path: string): Promise<boolean> {
-  return stat(path).then(
-    () => true,
-    () => false,
-  );
+/** `count` numbered lines from `from` in the flood fixture's format (100 bytes each). */
+function numbered(from: number, count: number): Buffer {
+  let text = "";
+  for (let i = from; i < from + count; i++)
+    text += `${String(i).padStart(12, "0")} ${"x".repeat(86)}\n`;
+  return Buffer.from(text);
 }
 
-describe("rotateIfNeeded", () => {
-  it("leaves a log below the limit alone and ignores a missing one", async () => {
-    const dir = await dirs.make();
-    const log = agentLogPath(dir, "alpha");
-    expect(log).toBe(join(dir, "alpha.log"));
-    expect(await rotateIfNeeded(log, { maxBytes: 10 })).toBe(false);
-    await writeFile(log, "short\n");
-    expect(await rotateIfNeeded(log, { maxBytes: 100 })).toBe(false);
-    expect(await readFile(log, "utf8")).toBe("short\n");
-  });
+/** Pulls batches from a follower until `done` says enough. */
+async function collect(
+  iterator: AsyncGenerator<string[], void, undefined>,
+  done: (lines: string[]) => boolean,
+): Promise<string[]> {
+  const lines: string[] = [];
+  while (!done(lines)) {
+    const next = await iterator.next();
+    if (next.done === true) break;
+    lines.push(...next.value);
+  }
+  return lines;
+}
 
-  it("copy-truncates and keeps three old files, dropping the oldest", async () => {
-    const dir = await dirs.make();
-    const log = join(dir, "a.log");
-    for (const generation of [1, 2, 3, 4]) {
-      await writeFile(log, `generation ${generation}\n`);
-      expect(await rotateIfNeeded(log, { maxBytes: 5, keep: 3 })).toBe(true);
-      expect((await stat(log)).size).toBe(0);
-    }
-    expect(await readFile(`${log}.1`, "utf8")).toBe("generation 4\n");
-    expect(await readFile(`${log}.2`, "utf8")).toBe("generation 3\n");
-    expect(await readFile(`${log}.3`, "utf8")).toBe("generation 2\n");
-    expect(await exists(`${log}.4`)).toBe(false);
-  });
-
-  it("keeps a live agent writing at the start of the truncated file", async () => {
-    const dir = await dirs.make();
-    const log = join(dir, "chatty.log");
-    const agent = await spawnAgent({
-      argv: [process.execPath, fixture("chatty.mjs")],
-      cwd: dir,
-      env: {},
-      logPath: log,
-    });
-    tracker.track(agent.pid);
-    await waitForLogLine(log, /^ready$/);
-    process.kill(agent.pid, "SIGUSR1");
-    await waitForLogLine(log, /^burst 1 done$/);
-    const before = (await stat(log)).size;
-    expect(await rotateIfNeeded(log, { maxBytes: 1000 })).toBe(true);
-    expect((await stat(`${log}.1`)).size).toBe(before);
-
-    process.kill(agent.pid, "SIGUSR1");
-    await waitForLogLine(log, /^burst 2 done$/);
-    // O_APPEND: the agent's writes continue at offset 0, not at its old offset (no hole of NULs).
-    const text = await readFile(log, "utf8");
-    expect(text.startsWith("burst 2 line 0 ")).toBe(true);
-    expect(text).not.toContain("\0");
-    // 200 lines of 100 bytes and the "done" line: nothing else, so nothing before offset 0.
-    expect((await stat(log)).size).toBe(200 * 100 + "burst 2 done\n".length);
-    await terminateGroup(agent.pgid, { stopTimeoutMs: 5000, exited: agent.exited });
-  });
-});
-
-describe("LogRotator", () => {
-  it("rotates registered logs periodically until its signal aborts", async () => {
-    const dir = await dirs.make();
-    const log = join(dir, "a.log");
-    const other = join(dir, "b.log");
-    await writeFile(log, "x".repeat(200));
-    await writeFile(other, "y".repeat(200));
-    const controller = new AbortController();
-    const rotated: string[] = [];
-    let resolveRotated: () => void = () => {};
-    const seen = new Promise<void>((resolve) => {
-      resolveRotated = resolve;
-    });
-    const rotator = new LogRotator({
-      intervalMs: 20,
-      maxBytes: 100,
-      keep: 1,
-      onRotate: (path) => {
-        rotated.push(path);
-        resolveRotated();
-      },
-    });
-    rotator.add(log);
-    rotator.add(join(dir, "missing.log"));
-    const running = rotator.run(controller.signal);
-    await seen;
-    controller.abort();
-    await running;
-    expect(rotated).toEqual([log]);
-    expect((await stat(log)).size).toBe(0);
-    expect((await stat(other)).size).toBe(200);
-  });
-
-  it("reports failures to onError and carries on", async () => {
-    const dir = await dirs.make();
-    const errors: string[] = [];
-    const rotator = new LogRotator({
-      maxBytes: 1,
-      onError: (path) => errors.push(path),
-    });
-    // A non-empty directory where the oldest rotated file goes makes the rotation fail early.
-    const log = join(dir, "a.log");
-    await writeFile(log, "data");
-    await mkdir(`${log}.3`);
-    await writeFile(`${log}.3/file`, "");
-    const other = join(dir, "b.log");
-    await writeFile(other, "more data");
-    rotator.add(log);
-    rotator.add(other);
-    await rotator.checkNow();
-    expect(errors).toEqual([log]);
-    expect(await readFile(log, "utf8")).toBe("data");
-    expect(await readFile(`${other}.1`, "utf8")).toBe("more data");
-  });
-});
-
-describe("tailLines", () => {
+describe("readLogTail", () => {
   it("returns the last complete lines, leaving out an unfinished one", async () => {
     const dir = await dirs.make();
-    const log = join(dir, "a.log");
+    const log = agentLogPath(dir, "a");
+    expect(log).toBe(join(dir, "a.log"));
     expect(await tailLines(log, 5)).toEqual([]);
+    expect((await readLogTail(log, 5)).position).toBeUndefined();
     await writeFile(log, "one\r\ntwo\nthree\nfour\nunfinished");
     expect(await tailLines(log, 2)).toEqual(["three", "four"]);
     expect(await tailLines(log, 10)).toEqual(["one", "two", "three", "four"]);
     const tail = await readLogTail(log, 1);
-    expect(tail).toEqual({ lines: ["four"], endOffset: "one\r\ntwo\nthree\nfour\n".length });
+    const { dev, ino } = await stat(log);
+    expect(tail).toEqual({
+      lines: ["four"],
+      position: { dev, ino, offset: "one\r\ntwo\nthree\nfour\n".length },
+    });
   });
 
   it("reads a large file from the end and caps long lines", async () => {
@@ -161,10 +65,24 @@ describe("tailLines", () => {
     const tail = await tailLines(log, 2, { maxLineBytes: 1000 });
     expect(tail).toEqual(["z".repeat(1000), "last"]);
   });
+
+  it("goes on into rotated files for more lines, and scans at most maxScanBytes", async () => {
+    const dir = await dirs.make();
+    const logPath = join(dir, "a.log");
+    const writer = new BoundedLog(logPath, { maxBytes: 1000, keep: 5 });
+    writer.write(numbered(0, 45)); // 4 full files of 10 lines and 5 lines in the live one
+    writer.close();
+    const tail = await tailLines(logPath, 25);
+    expect(checkSequence(tail)).toMatchObject({ first: 20, last: 44, gaps: [], repeats: 0 });
+    expect(tail).toHaveLength(25);
+    // 8 lines of 100 bytes fit in 800 bytes, the ninth's tail end would be cut: dropped.
+    const bounded = await tailLines(logPath, 25, { maxScanBytes: 850 });
+    expect(checkSequence(bounded)).toMatchObject({ first: 37, last: 44, lines: 8 });
+  });
 });
 
 describe("followLog", () => {
-  it("yields appended lines and restarts from the beginning after a truncation", async () => {
+  it("yields appended lines and restarts from the beginning after a truncation by hand", async () => {
     const dir = await dirs.make();
     const log = join(dir, "a.log");
     await writeFile(log, "old line\n");
@@ -180,28 +98,121 @@ describe("followLog", () => {
     expect(batches).toEqual(["new 1", "new 2"]);
 
     await truncate(log, 0);
-    const afterRotation = iterator.next();
-    await appendFile(log, "after rotation\n");
-    expect((await afterRotation).value).toEqual(["after rotation"]);
+    const afterTruncation = iterator.next();
+    await appendFile(log, "after truncation\n");
+    expect((await afterTruncation).value).toEqual(["after truncation"]);
 
     const ending = iterator.next();
     controller.abort();
     expect((await ending).done).toBe(true);
   });
 
-  it("waits for a missing file and follows it from a given offset", async () => {
+  it("waits for a missing file and follows it from its start", async () => {
     const dir = await dirs.make();
     const log = join(dir, "later.log");
     const controller = new AbortController();
     const iterator = followLog(log, {
       signal: controller.signal,
       pollIntervalMs: 20,
-      fromOffset: 0,
+      from: "start",
     });
     const next = iterator.next();
     await writeFile(log, "hello\n");
     expect((await next).value).toEqual(["hello"]);
     await iterator.return();
     controller.abort();
+  });
+
+  it("follows the log across many rotations with no gap and no repeat, joining split lines", async () => {
+    const dir = await dirs.make();
+    const logPath = join(dir, "a.log");
+    // Lines of 100 bytes in files of 1050: every rotation splits a line across two files.
+    const writer = new BoundedLog(logPath, { maxBytes: 1050, keep: 3 });
+    writer.write(numbered(0, 5));
+    const tail = await readLogTail(logPath, 2);
+    const controller = new AbortController();
+    const iterator = followLog(logPath, {
+      signal: controller.signal,
+      from: tail.position ?? "start",
+      pollIntervalMs: 20,
+    });
+    const collected: string[] = [...tail.lines];
+    let next = 5;
+    // Bursts of one or two rotations while the follower waits between batches.
+    while (next < 300) {
+      writer.write(numbered(next, 17));
+      next += 17;
+      const last = next - 1;
+      collected.push(
+        ...(await collect(iterator, (l) => checkSequence([...collected, ...l]).last === last)),
+      );
+    }
+    controller.abort();
+    await iterator.return();
+    writer.close();
+    expect(writer.stats.rotations).toBeGreaterThan(20);
+    expect(checkSequence(collected)).toEqual({
+      first: 3,
+      last: next - 1,
+      lines: next - 3,
+      gaps: [],
+      repeats: 0,
+      other: [],
+      markers: [],
+    });
+  });
+
+  it("reads the files it fell behind on, and marks where it lost track of the rotations", async () => {
+    const dir = await dirs.make();
+    const logPath = join(dir, "a.log");
+    const writer = new BoundedLog(logPath, { maxBytes: 1000, keep: 2 });
+    writer.write(numbered(0, 3));
+    const controller = new AbortController();
+    const iterator = followLog(logPath, {
+      signal: controller.signal,
+      from: "start",
+      pollIntervalMs: 20,
+    });
+    const lines = await collect(iterator, (l) => l.length >= 3);
+    // Two rotations while the follower waits: its file is `.2` now, still there; it notes and
+    // holds the file after it (lines 10-19).
+    writer.write(numbered(3, 22));
+    lines.push(...(await collect(iterator, (l) => checkSequence(l).last >= 9)));
+    expect(checkSequence(lines)).toMatchObject({ first: 0, last: 9, gaps: [] });
+    // Three more at once (no event loop turn in between, so nothing can be noted): the file
+    // after the held one (lines 20-29) is deleted unseen.
+    writer.write(numbered(25, 30));
+    lines.push(...(await collect(iterator, (l) => checkSequence(l).last === 54)));
+    controller.abort();
+    await iterator.return();
+    writer.close();
+    expect(checkSequence(lines)).toMatchObject({
+      first: 0,
+      last: 54,
+      gaps: [{ after: 19, missing: 10 }],
+      repeats: 0,
+      markers: [SKIPPED_MARKER],
+    });
+    expect(lines[lines.indexOf(SKIPPED_MARKER) + 1]).toMatch(/^000000000030 /);
+  });
+
+  it("cuts an over-long line and skips the rest of it, holding no more than the cap", async () => {
+    const dir = await dirs.make();
+    const log = join(dir, "a.log");
+    await writeFile(log, "");
+    const controller = new AbortController();
+    const iterator = followLog(log, {
+      signal: controller.signal,
+      from: "start",
+      pollIntervalMs: 20,
+      maxLineBytes: 100,
+      maxReadBytes: 64,
+    });
+    await appendFile(log, `${"a".repeat(1000)}`);
+    expect((await iterator.next()).value).toEqual(["a".repeat(100)]);
+    await appendFile(log, `${"a".repeat(500)}\nshort\n`);
+    expect(await collect(iterator, (l) => l.includes("short"))).toEqual(["short"]);
+    controller.abort();
+    await iterator.return();
   });
 });

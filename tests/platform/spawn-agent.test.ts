@@ -40,7 +40,7 @@ describe("spawnAgent", () => {
       argv: [process.execPath, fixture("output-lines.mjs"), "wait"],
       cwd: dir,
       env: { FIXTURE_VAR: "hello" },
-      logPath,
+      output: { file: logPath },
     });
     tracker.track(agent.pid);
     await waitForLogLine(logPath, /^ready$/);
@@ -81,7 +81,7 @@ describe("spawnAgent", () => {
       argv: [process.execPath, fixture("output-lines.mjs"), "3"],
       cwd: dir,
       env: {},
-      logPath,
+      output: { file: logPath },
     });
     tracker.track(failing.pid);
     const facts = await failing.exited;
@@ -93,7 +93,7 @@ describe("spawnAgent", () => {
       argv: [process.execPath, "-e", "process.kill(process.pid, 'SIGKILL')"],
       cwd: dir,
       env: {},
-      logPath,
+      output: { file: logPath },
     });
     tracker.track(killedAgent.pid);
     expect(await killedAgent.exited).toMatchObject({ code: null, signal: "SIGKILL" });
@@ -103,14 +103,19 @@ describe("spawnAgent", () => {
     const dir = await dirs.make();
     const logPath = join(dir, "a.log");
     const onPath = await spawnError(
-      spawnAgent({ argv: ["atoll-no-such-cmd", "--x"], cwd: dir, env: { PATH: dir }, logPath }),
+      spawnAgent({
+        argv: ["atoll-no-such-cmd", "--x"],
+        cwd: dir,
+        env: { PATH: dir },
+        output: { file: logPath },
+      }),
     );
     expect(onPath.reason).toBe("EXECUTABLE_NOT_FOUND");
     expect(onPath.message).toContain("atoll-no-such-cmd");
     expect(isDeployError(onPath, "AGENT_START_FAILED")).toBe(true);
 
     const absolute = await spawnError(
-      spawnAgent({ argv: [join(dir, "missing")], cwd: dir, env: {}, logPath }),
+      spawnAgent({ argv: [join(dir, "missing")], cwd: dir, env: {}, output: { file: logPath } }),
     );
     expect(absolute.reason).toBe("EXECUTABLE_NOT_FOUND");
     expect(absolute.message).toContain(join(dir, "missing"));
@@ -122,7 +127,7 @@ describe("spawnAgent", () => {
     await writeFile(script, "#!/bin/sh\nexit 0\n");
     await chmod(script, 0o644);
     const error = await spawnError(
-      spawnAgent({ argv: ["./agent.sh"], cwd: dir, env: {}, logPath: join(dir, "a.log") }),
+      spawnAgent({ argv: ["./agent.sh"], cwd: dir, env: {}, output: { file: join(dir, "a.log") } }),
     );
     expect(error.reason).toBe("PERMISSION_DENIED");
     expect(error.message).toContain(script);
@@ -134,7 +139,7 @@ describe("spawnAgent", () => {
     await writeFile(script, "#!/nonexistent/interpreter\n");
     await chmod(script, 0o755);
     const error = await spawnError(
-      spawnAgent({ argv: [script], cwd: dir, env: {}, logPath: join(dir, "a.log") }),
+      spawnAgent({ argv: [script], cwd: dir, env: {}, output: { file: join(dir, "a.log") } }),
     );
     expect(error.reason).toBe("EXECUTABLE_NOT_FOUND");
     expect(error.message).toContain("interpreter");
@@ -147,7 +152,7 @@ describe("spawnAgent", () => {
         argv: [process.execPath, "-e", ""],
         cwd: join(dir, "gone"),
         env: {},
-        logPath: join(dir, "a.log"),
+        output: { file: join(dir, "a.log") },
       }),
     );
     expect(error.reason).toBe("SPAWN_FAILED");
@@ -166,13 +171,18 @@ describe("spawnAgent", () => {
       argv: ["my-agent"],
       cwd: dir,
       env: { PATH: `/nonexistent:${bin}` },
-      logPath,
+      output: { file: logPath },
     });
     tracker.track(viaPath.pid);
     expect(viaPath.executable).toBe(join(bin, "my-agent"));
     expect(await viaPath.exited).toMatchObject({ code: 0 });
 
-    const relative = await spawnAgent({ argv: ["./bin/my-agent"], cwd: dir, env: {}, logPath });
+    const relative = await spawnAgent({
+      argv: ["./bin/my-agent"],
+      cwd: dir,
+      env: {},
+      output: { file: logPath },
+    });
     tracker.track(relative.pid);
     expect(relative.executable).toBe(join(bin, "my-agent"));
     expect(await relative.exited).toMatchObject({ code: 0 });

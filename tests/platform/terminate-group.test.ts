@@ -24,7 +24,7 @@ async function startGroup(
     argv: [process.execPath, fixture("group-leader.mjs"), ...args],
     cwd: dir,
     env: {},
-    logPath,
+    output: { file: logPath },
   });
   tracker.track(agent.pid);
   const match = await waitForLogLine(logPath, /^ready leader=(\d+) grandchild=(\d+|none)$/);

@@ -11,6 +11,7 @@ import { discoverAgents } from "../../src/config/discovery.ts";
 import type { AgentStatus } from "../../src/core/agent-status.ts";
 import { systemClock } from "../../src/core/clock.ts";
 import { createJsonLogger, type Logger } from "../../src/core/logger.ts";
+import { OutputKeeper } from "../../src/platform/output-keeper.ts";
 import { PortAllocator } from "../../src/platform/port-allocator.ts";
 import { isGroupAlive } from "../../src/platform/terminate-group.ts";
 import { AgentRegistry } from "../../src/supervisor/agent-registry.ts";
@@ -81,6 +82,8 @@ export interface Harness {
   readonly dir: string;
   readonly agentsDir: string;
   readonly basePort: number;
+  /** The output keeper every registry of the harness spawns through (started by the first spawn). */
+  readonly keeper: OutputKeeper;
   /**
    * Another registry on the same agents directory and port range, as a daemon started after this
    * one would build (fresh leases and slots); closed with the harness.
@@ -150,11 +153,14 @@ export async function createHarness(
   nextBase += 37;
   const seenPids = new Set<number>();
   const registries: AgentRegistry[] = [];
+  // A real keeper, shared like a state dir's by successive daemons; started at the first spawn
+  // (tests that never spawn do not pay for it).
+  const keeper = new OutputKeeper({ stateDir: path.join(dir, "state"), logger: silent });
   const build = async (): Promise<AgentRegistry> => {
     const built = new AgentRegistry(
       {
         clock: systemClock,
-        platform: options.platform ?? createRunnerPlatform(),
+        platform: options.platform ?? createRunnerPlatform({ output: keeper }),
         ports: new PortAllocator({
           host: "127.0.0.1",
           basePort,
@@ -165,6 +171,8 @@ export async function createHarness(
           autoRestart: true,
           maxRestarts: options.maxRestarts ?? 3,
           healthCheckIntervalMs: 200,
+          logMaxBytes: 1024 * 1024,
+          logKeep: 2,
         },
         host: "127.0.0.1",
         logDir: path.join(dir, "logs"),
@@ -189,6 +197,7 @@ export async function createHarness(
     dir,
     agentsDir,
     basePort,
+    keeper,
     newRegistry: build,
     markFile,
     waitFor: (name, predicate, timeoutMs) => waitForStatus(registry, name, predicate, timeoutMs),
@@ -198,6 +207,7 @@ export async function createHarness(
     },
     async close() {
       for (const built of registries.reverse()) await built.shutdown();
+      await keeper.stop();
       const left = [...seenPids].filter((pid) => isGroupAlive(pid));
       for (const pid of left) process.kill(-pid, "SIGKILL");
       await rm(dir, { recursive: true, force: true });
