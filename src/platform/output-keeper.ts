@@ -4,72 +4,32 @@
  * when it dies, tells it about each agent's stream before the agent is spawned, and stops it
  * after the agents (or leaves it running on detach).
  */
-import { execFile, spawn } from "node:child_process";
-import { createHash } from "node:crypto";
-import {
-  chmodSync,
-  closeSync,
-  lstatSync,
-  mkdirSync,
-  openSync,
-  readdirSync,
-  readFileSync,
-  unlinkSync,
-} from "node:fs";
+import { chmodSync, mkdirSync } from "node:fs";
 import path from "node:path";
-import type { Readable } from "node:stream";
-import { setTimeout as delay } from "node:timers/promises";
-import { fileURLToPath } from "node:url";
-import { promisify } from "node:util";
 import type { Logger } from "../core/logger.ts";
 import {
-  EXIT_ALREADY_RUNNING,
-  KEEPER_ENV,
   KEEPER_PROTOCOL,
   type KeeperIdentity,
   type KeeperPaths,
   keeperPaths,
-  READY_LINE,
   type StreamSpec,
   type StreamStats,
 } from "./keeper/protocol.ts";
 import { KeeperConnection, KeeperRequestError } from "./keeper-connection.ts";
-import { findGroupLeadersWithEnv, isSameProcess } from "./proc-info.ts";
-
-/**
- * The keeper's entry file, with this module's own extension: `.ts` while the sources run type
- * stripped, `.js` once built to `dist/`.
- */
-const KEEPER_ENTRY = fileURLToPath(
-  new URL(`./keeper/main${path.extname(fileURLToPath(import.meta.url))}`, import.meta.url),
-);
-
-/** Node flags of the keeper: a small young generation keeps its resident memory down. */
-const KEEPER_NODE_FLAGS = ["--max-semi-space-size=1"] as const;
+import {
+  endUnresponsiveKeepers,
+  ensureFifo,
+  keeperBuildId,
+  signal,
+  spawnKeeper,
+  waitGone,
+} from "./keeper-process.ts";
+import { isSameProcess } from "./proc-info.ts";
 
 const REQUEST_TIMEOUT_MS = 10_000;
 const STOP_WAIT_MS = 5_000;
 const RESTART_FIRST_MS = 100;
 const RESTART_MAX_MS = 5_000;
-
-const execFileAsync = promisify(execFile);
-
-/**
- * Identifies the keeper's code: the protocol version and a hash of the files of `keeper/` with
- * the running extension. A daemon keeps a running keeper only when it has the same build.
- */
-export function keeperBuildId(): string {
-  const dir = path.dirname(KEEPER_ENTRY);
-  const extension = path.extname(KEEPER_ENTRY);
-  const hash = createHash("sha256");
-  for (const file of readdirSync(dir)
-    .filter((f) => f.endsWith(extension))
-    .sort()) {
-    hash.update(file);
-    hash.update(readFileSync(path.join(dir, file)));
-  }
-  return `${KEEPER_PROTOCOL}-${hash.digest("hex").slice(0, 16)}`;
-}
 
 /** Options of {@link OutputKeeper}. */
 export interface OutputKeeperOptions {
@@ -238,8 +198,16 @@ export class OutputKeeper {
     mkdirSync(this.paths.fifoDir, { recursive: true, mode: 0o700 });
     for (let attempt = 1; ; attempt++) {
       if (await this.#adoptRunning()) return;
-      await this.#endUnresponsiveKeepers();
-      const outcome = await this.#spawnKeeper();
+      for (const pid of await endUnresponsiveKeepers(this.#stateDir)) {
+        this.#logger.warn("ended an output keeper that did not answer", { pid });
+      }
+      const outcome = await spawnKeeper({
+        paths: this.paths,
+        stateDir: this.#stateDir,
+        build: this.#build,
+        startTimeoutMs: this.#startTimeoutMs,
+      });
+      if (outcome !== "already-running") this.#logger.info("output keeper started", outcome);
       // Another keeper won the state dir between our check and its start: talk to that one.
       if (outcome === "already-running" && attempt < 3) continue;
       if (outcome === "already-running")
@@ -308,78 +276,6 @@ export class OutputKeeper {
     );
   }
 
-  /** Kills (SIGKILL, and waits for) any live keeper of this state dir that did not answer. */
-  async #endUnresponsiveKeepers(): Promise<void> {
-    for (const leader of findGroupLeadersWithEnv(KEEPER_ENV, this.#stateDir)) {
-      this.#logger.warn("ending an output keeper that does not answer", { pid: leader.stat.pid });
-      signal(-leader.stat.pid, "SIGKILL");
-      await pollGone({ pid: leader.stat.pid, startTimeTicks: leader.stat.startTimeTicks }, 2_000);
-    }
-  }
-
-  /** Starts a keeper and waits until it says it is ready. */
-  async #spawnKeeper(): Promise<"ready" | "already-running"> {
-    const stderr = openSync(this.paths.stderr, "w", 0o600);
-    let child: ReturnType<typeof spawn>;
-    try {
-      child = spawn(
-        process.execPath,
-        [...KEEPER_NODE_FLAGS, KEEPER_ENTRY, "--state-dir", this.#stateDir, "--build", this.#build],
-        {
-          cwd: this.paths.dir,
-          // Own session and process group: not hit by signals to the daemon's group.
-          detached: true,
-          stdio: ["ignore", "ignore", stderr, "pipe"],
-          env: { PATH: process.env.PATH ?? "/usr/bin:/bin", [KEEPER_ENV]: this.#stateDir },
-        },
-      );
-    } finally {
-      closeSync(stderr);
-    }
-    child.unref();
-    const readiness = child.stdio[3] as Readable;
-    const outcome = await new Promise<"ready" | "already-running" | Error>((resolve) => {
-      let text = "";
-      const timer = setTimeout(() => {
-        signal(child.pid ?? 0, "SIGKILL");
-        resolve(new Error(`the output keeper was not ready within ${this.#startTimeoutMs} ms`));
-      }, this.#startTimeoutMs);
-      const settle = (value: "ready" | "already-running" | Error): void => {
-        clearTimeout(timer);
-        resolve(value);
-      };
-      readiness.on("data", (chunk: Buffer) => {
-        text += chunk.toString("utf8");
-        if (text.includes(READY_LINE)) settle("ready");
-      });
-      readiness.on("error", () => undefined);
-      child.once("error", (error) => settle(error));
-      child.once("exit", (code, exitSignal) => {
-        if (code === EXIT_ALREADY_RUNNING) settle("already-running");
-        else
-          settle(
-            new Error(
-              `the output keeper exited (${code ?? exitSignal}) before it was ready${this.#stderrTail()}`,
-            ),
-          );
-      });
-    });
-    readiness.destroy();
-    child.removeAllListeners("exit");
-    if (outcome instanceof Error) throw outcome;
-    if (outcome === "ready") this.#logger.info("output keeper started", { pid: child.pid });
-    return outcome;
-  }
-
-  #stderrTail(): string {
-    try {
-      const text = readFileSync(this.paths.stderr, "utf8").trim();
-      return text === "" ? "" : `: ${text.split("\n").slice(-5).join(" | ")}`;
-    } catch {
-      return "";
-    }
-  }
-
   /** The connection closed while this daemon still needs a keeper: start another. */
   #lost(connection: KeeperConnection): void {
     if (connection !== this.#connection) return;
@@ -419,52 +315,9 @@ export class OutputKeeper {
 
   /** Waits until the keeper process is gone; SIGKILL to its group after `timeoutMs`. */
   async #waitGone(identity: KeeperIdentity, timeoutMs: number): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
-    while (isSameProcess(identity.pid, identity.startTimeTicks)) {
-      if (Date.now() > deadline) {
-        this.#logger.warn("output keeper did not exit; killing it", { pid: identity.pid });
-        signal(-identity.pid, "SIGKILL");
-        await pollGone(identity, 2_000);
-        return;
-      }
-      await delay(10);
-    }
-  }
-}
-
-async function pollGone(
-  identity: Pick<KeeperIdentity, "pid" | "startTimeTicks">,
-  timeoutMs: number,
-): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (isSameProcess(identity.pid, identity.startTimeTicks) && Date.now() < deadline) {
-    await delay(10);
-  }
-}
-
-/** kill(2) that ignores a process already gone. */
-function signal(pid: number, name: NodeJS.Signals): void {
-  if (pid === 0) return;
-  try {
-    process.kill(pid, name);
-  } catch {
-    // Gone already.
-  }
-}
-
-/** Makes `fifo` a FIFO (mode 0600) unless it is one; replaces anything else at that path. */
-async function ensureFifo(fifo: string): Promise<void> {
-  try {
-    if (lstatSync(fifo).isFIFO()) return;
-    unlinkSync(fifo);
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== "ENOENT") throw error;
-  }
-  try {
-    // Node has no mkfifo(3); one short process per agent name, ever (the FIFO is kept).
-    await execFileAsync("mkfifo", ["-m", "600", fifo]);
-  } catch (error) {
-    // Made meanwhile by a concurrent start of the same agent.
-    if (!lstatSync(fifo, { throwIfNoEntry: false })?.isFIFO()) throw error;
+    if (await waitGone(identity, timeoutMs)) return;
+    this.#logger.warn("output keeper did not exit; killing it", { pid: identity.pid });
+    signal(-identity.pid, "SIGKILL");
+    await waitGone(identity, 2_000);
   }
 }

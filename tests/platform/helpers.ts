@@ -2,7 +2,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { followLog } from "../../src/platform/log-file.ts";
+import { followLog } from "../../src/platform/log-follow.ts";
 import { isProcessAlive } from "../../src/platform/proc-info.ts";
 
 /** Absolute path of a fixture script in tests/platform/fixtures. */

@@ -2,13 +2,8 @@ import { appendFile, stat, truncate, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { BoundedLog } from "../../src/platform/keeper/bounded-log.ts";
-import {
-  agentLogPath,
-  followLog,
-  readLogTail,
-  SKIPPED_MARKER,
-  tailLines,
-} from "../../src/platform/log-file.ts";
+import { agentLogPath, readLogTail, tailLines } from "../../src/platform/log-file.ts";
+import { followLog, SKIPPED_MARKER } from "../../src/platform/log-follow.ts";
 import { TempDirs } from "./helpers.ts";
 import { checkSequence } from "./log-check.ts";
 

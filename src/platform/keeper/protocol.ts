@@ -85,7 +85,7 @@ export interface StreamStats {
 /** What `hello` answers. */
 export interface KeeperIdentity {
   readonly protocol: number;
-  /** Identifies the keeper's code; see `keeperBuildId` in `output-keeper.ts`. */
+  /** Identifies the keeper's code; see `keeperBuildId` in `keeper-process.ts`. */
   readonly build: string;
   readonly pid: number;
   /** Field 22 of `/proc/<pid>/stat`: with the pid, identifies the process. */
