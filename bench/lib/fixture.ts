@@ -12,6 +12,11 @@ export const FIXTURE = fileURLToPath(
   new URL("../../tests/fixtures/fault-agent.mjs", import.meta.url),
 );
 
+/** The flooding fixture (tests/fixtures/flood-agent.mjs): numbered lines at a set rate, with stats. */
+export const FLOOD_FIXTURE = fileURLToPath(
+  new URL("../../tests/fixtures/flood-agent.mjs", import.meta.url),
+);
+
 /** The Node binary running the harness (Node 24): every tool runs the fixture on this same binary. */
 export const NODE = process.execPath;
 
@@ -28,11 +33,15 @@ export interface AgentSpec {
   readonly faults?: readonly string[];
   /** Extra environment for the fixture (`CRASH_AFTER_MS`, `MARK_FILE`, ...). */
   readonly env?: Readonly<Record<string, string>>;
+  /** The fixture script; default {@link FIXTURE}. Both take `--port N`. */
+  readonly script?: string;
+  /** Log rotation each tool is asked for, when the scenario cares (bytes per file, old files kept). */
+  readonly logs?: { readonly maxBytes: number; readonly keep: number };
 }
 
 /** argv of the fixture for `spec` (without the Node binary). */
 export function fixtureArgs(spec: AgentSpec): string[] {
-  return [FIXTURE, "--port", String(spec.port)];
+  return [spec.script ?? FIXTURE, "--port", String(spec.port)];
 }
 
 /** The environment every tool passes to the agent on top of what it inherits. */

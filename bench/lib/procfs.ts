@@ -114,3 +114,53 @@ export function killHard(pid: number, group: boolean): void {
     // Already gone.
   }
 }
+
+/** CPU time `pid` has used (user + system), in seconds; undefined when it is gone. */
+export function cpuSeconds(pid: number): number | undefined {
+  let text: string;
+  try {
+    text = readFileSync(`/proc/${pid}/stat`, "utf8");
+  } catch {
+    // Gone.
+    return undefined;
+  }
+  const rest = text.slice(text.lastIndexOf(")") + 2).split(" ");
+  // Fields 14 and 15 of the stat line (utime, stime), in clock ticks (USER_HZ, 100 on Linux).
+  return (Number(rest[11]) + Number(rest[12])) / 100;
+}
+
+/** Live processes whose environment has `name=value` (for helpers a tool starts itself). */
+export function findProcessesWithEnv(name: string, value: string): number[] {
+  const wanted = `\0${name}=${value}\0`;
+  const found: number[] = [];
+  for (const entry of readdirSync("/proc")) {
+    const pid = Number(entry);
+    if (!Number.isSafeInteger(pid) || pid === process.pid) continue;
+    try {
+      if (
+        `\0${readFileSync(`/proc/${pid}/environ`, "latin1")}\0`.includes(wanted) &&
+        isAlive(pid)
+      ) {
+        found.push(pid);
+      }
+    } catch {
+      // Vanished or unreadable.
+    }
+  }
+  return found;
+}
+
+/** Existing files of `dir` named `base` or `base.<n>` (a log and its rotated files). */
+export function rotatedFiles(dir: string, base: string): string[] {
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    return [];
+  }
+  return names
+    .filter(
+      (n) => n === base || (n.startsWith(`${base}.`) && /^\d+$/.test(n.slice(base.length + 1))),
+    )
+    .map((n) => `${dir}/${n}`);
+}

@@ -4,7 +4,7 @@
  */
 import type { ToolName } from "../tools/tool.ts";
 
-export type Unit = "ms" | "bytes" | "calls/s" | "count" | "text";
+export type Unit = "ms" | "bytes" | "calls/s" | "count" | "percent" | "text";
 
 /** A measured number, a text (crash-loop outcome, "n/a"), or an error message. */
 export type Cell = number | string | { readonly error: string };
@@ -57,6 +57,8 @@ export function formatValue(cell: Cell | undefined, unit: Unit): string {
       return `${Math.round(cell).toLocaleString("en-US")}/s`;
     case "count":
       return String(Math.round(cell));
+    case "percent":
+      return `${cell.toFixed(1)}%`;
     case "text":
       return String(cell);
   }

@@ -6,6 +6,7 @@ import { crashLoop } from "./crash-loop.ts";
 import { crashRecovery } from "./crash-recovery.ts";
 import { watchFanout } from "./fanout.ts";
 import { fleet } from "./fleet.ts";
+import { flood } from "./flood.ts";
 import { stopAgents } from "./stop.ts";
 
 export interface Scenario {
@@ -53,6 +54,14 @@ export const SCENARIOS: readonly Scenario[] = [
     description: "restarts of immediately crashing agents over 30 s (skipped by --quick)",
     full: true,
     run: crashLoop,
+  },
+  {
+    name: "flood",
+    aliases: ["logs", "output"],
+    description:
+      "one agent writing 10 MB/s for 30 s: peak disk of its logs, bytes written, write blocking, daemon CPU and RSS",
+    full: false,
+    run: flood,
   },
   {
     name: "fanout",

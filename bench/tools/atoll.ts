@@ -22,7 +22,7 @@ import { AgentState, HealthStatus } from "../../gen/atoll/deployment/v1/agent_pb
 import { DeploymentService } from "../../gen/atoll/deployment/v1/deployment_service_pb.ts";
 import { createClient, type ServiceClient } from "../../src/rpc/grpc-client.ts";
 import { type AgentSpec, FIXTURE, fixtureEnv, NODE, REPO_ROOT } from "../lib/fixture.ts";
-import { isAlive } from "../lib/procfs.ts";
+import { findProcessesWithEnv, isAlive, rotatedFiles } from "../lib/procfs.ts";
 import { delay, nowMs, withTimeout } from "../lib/timing.ts";
 import {
   agentNamed,
@@ -67,6 +67,7 @@ export function agentToml(
 ): string {
   const deployment: Record<string, number | boolean | string> = {
     ...ATOLL_DEPLOYMENT_SETTINGS,
+    ...(spec.logs !== undefined && { log_max_bytes: spec.logs.maxBytes, log_keep: spec.logs.keep }),
     ...extra,
   };
   const env = Object.entries(fixtureEnv(spec, runMarker))
@@ -77,7 +78,7 @@ export function agentToml(
     `name = ${tomlString(spec.name)}`,
     "",
     "[deployment]",
-    `command = [${[NODE, FIXTURE, "--port", "{port}"].map(tomlString).join(", ")}]`,
+    `command = [${[NODE, spec.script ?? FIXTURE, "--port", "{port}"].map(tomlString).join(", ")}]`,
     `port = ${spec.port}`,
     ...Object.entries(deployment).map(
       ([k, v]) => `${k} = ${typeof v === "string" ? tomlString(v) : String(v)}`,
@@ -378,6 +379,17 @@ export class AtollTool implements Tool {
 
   daemonPid(): number | undefined {
     return this.#daemon?.running === true ? this.#daemon.pid : undefined;
+  }
+
+  /** The output keeper of this run's state dir (it reads the agents' FIFOs and writes their logs). */
+  helperPids(): number[] {
+    if (this.#dir === undefined) return [];
+    return findProcessesWithEnv("ATOLL_OUTPUT_KEEPER_STATE_DIR", path.join(this.#dir, "state"));
+  }
+
+  agentLogFiles(name: string): string[] {
+    if (this.#dir === undefined) return [];
+    return rotatedFiles(path.join(this.#dir, "state", "logs"), `${name}.log`);
   }
 
   async teardown(): Promise<void> {

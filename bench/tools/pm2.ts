@@ -16,6 +16,7 @@ import {
   NODE,
   REPO_ROOT,
 } from "../lib/fixture.ts";
+import { rotatedFiles } from "../lib/procfs.ts";
 import { withTimeout } from "../lib/timing.ts";
 import { readPidFile, waitPidGone } from "./daemon-process.ts";
 import {
@@ -120,14 +121,31 @@ export class Pm2Tool implements Tool {
     return {
       apps: agents.map((agent) => ({
         name: agent.name,
-        script: FIXTURE,
+        script: agent.script ?? FIXTURE,
         args: fixtureArgs(agent).slice(1),
         interpreter: NODE,
         cwd: path.dirname(FIXTURE),
         ...PM2_APP_SETTINGS,
+        // PM2's own log settings: one file for stdout and one for stderr; PM2 itself has no size
+        // limit (that is the pm2-logrotate module, which checks every 30 s by default).
+        ...(agent.logs !== undefined && {
+          out_file: this.#logPath(agent.name, "out"),
+          error_file: this.#logPath(agent.name, "err"),
+          merge_logs: true, // else PM2 appends -<pm_id> to both names
+        }),
         env: fixtureEnv(agent, this.#runMarker),
       })),
     };
+  }
+
+  #logPath(name: string, stream: "out" | "err"): string {
+    return path.join(this.#home ?? os.tmpdir(), "logs", `${name}-${stream}.log`);
+  }
+
+  agentLogFiles(name: string): string[] {
+    if (this.#home === undefined) return [];
+    const dir = path.join(this.#home, "logs");
+    return [...rotatedFiles(dir, `${name}-out.log`), ...rotatedFiles(dir, `${name}-err.log`)];
   }
 
   get #pm2(): Pm2Api {

@@ -10,6 +10,7 @@ import os from "node:os";
 import path from "node:path";
 import { type AgentSpec, fixtureArgs, fixtureEnv, NODE } from "../lib/fixture.ts";
 import { freePort } from "../lib/ports.ts";
+import { rotatedFiles } from "../lib/procfs.ts";
 import { pollUntil } from "../lib/timing.ts";
 import { XmlRpcClient, type XmlRpcValue } from "../lib/xmlrpc.ts";
 import { DaemonProcess } from "./daemon-process.ts";
@@ -83,6 +84,13 @@ export function supervisordConf(
       `directory=${dir}`,
       ...SUPERVISORD_PROGRAM_SETTINGS,
       `stdout_logfile=${path.join(dir, "logs", `${agent.name}.log`)}`,
+      // Its defaults are 50MB and 10 backups; a scenario that sets limits gets them.
+      ...(agent.logs === undefined
+        ? []
+        : [
+            `stdout_logfile_maxbytes=${agent.logs.maxBytes}`,
+            `stdout_logfile_backups=${agent.logs.keep}`,
+          ]),
       `environment=${env}`,
       "",
     );
@@ -211,6 +219,11 @@ export class SupervisordTool implements Tool {
 
   daemonPid(): number | undefined {
     return this.#daemon?.running === true ? this.#daemon.pid : undefined;
+  }
+
+  agentLogFiles(name: string): string[] {
+    if (this.#dir === undefined) return [];
+    return rotatedFiles(path.join(this.#dir, "logs"), `${name}.log`);
   }
 
   async teardown(): Promise<void> {

@@ -61,6 +61,10 @@ export interface Tool {
   reportedState(name: string): Promise<ReportedState>;
   /** Pid of the daemon (undefined for the floor, which has none). */
   daemonPid(): number | undefined;
+  /** Other long-lived processes of the tool that work for it (atoll's output keeper). */
+  helperPids?(): number[];
+  /** The files of an agent's output as they are now (the log and its rotated files). */
+  agentLogFiles?(name: string): string[];
   /** Stops every agent and the daemon, removes temp files. Safe to call twice. */
   teardown(): Promise<void>;
 }
