@@ -1,5 +1,5 @@
 import { execFileSync } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
 import { mkdir, readlink, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import { join } from "node:path";
@@ -8,6 +8,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { createJsonLogger } from "../../src/core/logger.ts";
 import { DROPPED_MARKER } from "../../src/platform/keeper/bounded-log.ts";
 import { KEEPER_ENV } from "../../src/platform/keeper/protocol.ts";
+import { spawnKeeper } from "../../src/platform/keeper-process.ts";
 import { OutputKeeper } from "../../src/platform/output-keeper.ts";
 import { findGroupLeadersWithEnv, isSameProcess } from "../../src/platform/proc-info.ts";
 import { type SpawnedAgent, spawnAgent } from "../../src/platform/spawn-agent.ts";
@@ -218,6 +219,50 @@ describe("OutputKeeper", () => {
     expect((await next.stats()).a).toMatchObject({ written: 1000 });
     await next.stop();
     expect(isSameProcess(identity?.pid ?? 0, identity?.startTimeTicks ?? 0)).toBe(false);
+  });
+
+  it("reads its streams from its state file when it starts again while no daemon runs", async () => {
+    const { dir, stateDir, logPath, keeper } = await setup();
+    const fifo = await keeper.prepare({ name: "a", log: logPath, maxBytes: 1 << 20, keep: 1 });
+    const first = keeper.identity;
+    keeper.detach();
+    process.kill(first?.pid ?? 0, "SIGKILL");
+    await waitUntil(
+      () => !isSameProcess(first?.pid ?? 0, first?.startTimeTicks ?? 0),
+      "the keeper is gone",
+    );
+    // A new daemon that knows nothing of agent a starts a keeper: keeper.json names the stream.
+    const next = newKeeper(stateDir);
+    await next.start();
+    expect(next.identity?.pid).not.toBe(first?.pid);
+    const { agent } = await flood(dir, fifo, { FLOOD_BYTES: "5000" });
+    await agent.exited;
+    await waitUntil(() => diskUsage(logPath).bytes === 5000, "the new keeper wrote it all");
+    expect((await next.stats()).a).toMatchObject({ written: 5000, dropped: 0 });
+  });
+
+  it("lets only one keeper serve a state dir", async () => {
+    const { stateDir, keeper } = await setup();
+    await keeper.start();
+    const second = await spawnKeeper({
+      paths: keeper.paths,
+      stateDir,
+      build: "another",
+      startTimeoutMs: 10_000,
+    });
+    expect(second).toBe("already-running");
+    expect(await keeper.stats()).toEqual({});
+  });
+
+  it("drains and forgets a removed stream, deleting its FIFO but not its logs", async () => {
+    const { dir, logPath, keeper } = await setup();
+    const fifo = await keeper.prepare({ name: "a", log: logPath, maxBytes: 1 << 20, keep: 1 });
+    const { agent } = await flood(dir, fifo, { FLOOD_BYTES: "3000" });
+    await agent.exited;
+    await keeper.remove("a");
+    expect(await keeper.stats()).toEqual({});
+    expect(diskUsage(logPath).bytes).toBe(3000);
+    expect(() => statSync(fifo)).toThrow(/ENOENT/);
   });
 
   describe.skipIf(!canMountTmpfs())("on a disk that fills up", () => {
