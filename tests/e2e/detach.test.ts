@@ -8,6 +8,8 @@ import path from "node:path";
 import { pathToFileURL } from "node:url";
 import { afterEach, describe, expect, it } from "vitest";
 import { AgentState } from "../../gen/atoll/deployment/v1/agent_pb.ts";
+import { KEEPER_ENV } from "../../src/platform/keeper/protocol.ts";
+import { findGroupLeadersWithEnv } from "../../src/platform/proc-info.ts";
 import { isGroupAlive } from "../../src/platform/terminate-group.ts";
 import { faultAgentToml } from "../supervisor/harness.ts";
 import { type Daemon, startDaemon, workspace } from "./daemon.ts";
@@ -15,14 +17,24 @@ import { type Daemon, startDaemon, workspace } from "./daemon.ts";
 const daemons: Daemon[] = [];
 const pids = new Set<number>();
 const cleanups: (() => Promise<void>)[] = [];
+const stateDirs = new Set<string>();
+
+/** The output keeper processes serving `stateDir`. */
+function keepers(stateDir: string): number[] {
+  return findGroupLeadersWithEnv(KEEPER_ENV, stateDir).map((leader) => leader.stat.pid);
+}
 
 afterEach(async () => {
   for (const d of daemons.splice(0)) await d.stop("SIGTERM");
   const left = [...pids].filter(isGroupAlive);
   for (const pid of left) process.kill(-pid, "SIGKILL");
   pids.clear();
+  const leftKeepers = [...stateDirs].flatMap(keepers);
+  for (const pid of leftKeepers) process.kill(-pid, "SIGKILL");
+  stateDirs.clear();
   for (const c of cleanups.splice(0)) await c();
   expect(left).toEqual([]);
+  expect(leftKeepers).toEqual([]);
 });
 
 // A port range of this test file, away from the other files' ranges (they run in parallel).
@@ -31,6 +43,7 @@ const basePort = 20_000 + (process.pid % 40) * 25;
 async function setup() {
   const ws = await workspace({ a: { file: "agent.toml", text: faultAgentToml("a") } });
   cleanups.push(ws.cleanup);
+  stateDirs.add(ws.stateDir);
   const args = [
     "--agents-dir",
     ws.agentsDir,
@@ -48,14 +61,18 @@ async function statusCode(port: number): Promise<number> {
 
 describe("detaching from the agents", () => {
   it("exits 0 on SIGUSR2 leaving agents serving, and the next serve adopts them", async () => {
-    const { args } = await setup();
+    const { ws, args } = await setup();
     const first = await startDaemon(args);
     const a = (await first.client.deploy({ name: "a" })).agent;
     pids.add(a?.pid ?? 0);
+    const keeper = keepers(ws.stateDir);
+    expect(keeper).toHaveLength(1);
     expect(await first.stop("SIGUSR2")).toBe(0);
     expect(first.stderr()).toContain("detaching");
     expect(isGroupAlive(a?.pid ?? 0)).toBe(true);
     expect(await statusCode(a?.port ?? 0)).toBe(200);
+    // The output keeper stays too, still reading the agent's output.
+    expect(keepers(ws.stateDir)).toEqual(keeper);
 
     const second = await startDaemon(args);
     daemons.push(second);
@@ -65,6 +82,7 @@ describe("detaching from the agents", () => {
       pid: a?.pid,
       port: a?.port,
     });
+    expect(keepers(ws.stateDir)).toEqual(keeper); // reconnected to, not replaced
   });
 
   it("detaches, logging the error, when an error reaches the top unhandled", async () => {
