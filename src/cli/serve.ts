@@ -169,8 +169,9 @@ export async function runServe(io: ServeIo): Promise<number> {
       : new AtollMetrics({ services: [DeploymentService] });
   // [output keeper, issue 14; docs/platform.md "Agent output"] Owns the agents' FIFOs and log
   // files and outlives this daemon: found or started before any agent is spawned or adopted,
-  // told when an agent is dropped, stopped after the agents, left running on detach (SIGUSR2),
-  // on a fatal error and when serve cannot start, since adopted agents still write through it.
+  // told when an agent is dropped, stopped after the agents, left running on detach (SIGUSR2)
+  // and on a fatal error, since the agents still write through it; when serve cannot listen,
+  // stopped unless it serves the streams of agents an earlier daemon left running.
   const keeper = new OutputKeeper({ stateDir: config.stateDir, logger });
   try {
     await keeper.start();
@@ -278,11 +279,11 @@ export async function runServe(io: ServeIo): Promise<number> {
       observer: metrics,
     });
   } catch (error) {
+    lifetime.abort();
+    await keeper.leave(); // before the message: the reason is the last line on stderr
     io.stderr.write(
       `atoll-deploy serve: ${error instanceof Error ? error.message : String(error)}\n`,
     );
-    lifetime.abort();
-    keeper.detach();
     return 1;
   }
 
@@ -306,14 +307,14 @@ export async function runServe(io: ServeIo): Promise<number> {
         uiDirectory: DEFAULT_UI_DIRECTORY,
       });
     } catch (error) {
-      io.stderr.write(
-        `atoll-deploy serve: ${error instanceof Error ? error.message : String(error)}\n`,
-      );
       metrics?.close();
       lifetime.abort();
       await server.close(0);
       packages.close();
-      keeper.detach();
+      await keeper.leave(); // before the message: the reason is the last line on stderr
+      io.stderr.write(
+        `atoll-deploy serve: ${error instanceof Error ? error.message : String(error)}\n`,
+      );
       return 1;
     }
   }

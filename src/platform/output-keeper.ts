@@ -183,6 +183,17 @@ export class OutputKeeper {
     this.#logger.info("output keeper stopped", { pid: identity?.pid });
   }
 
+  /**
+   * For a daemon that gives up before it supervises anything (it could not listen): stops the
+   * keeper when it serves no stream, and leaves it running otherwise, since agents of an earlier
+   * daemon may still write through it (the next daemon reconnects to it).
+   */
+  async leave(): Promise<void> {
+    const streams = await this.stats().catch(() => undefined);
+    if (streams !== undefined && Object.keys(streams).length === 0) await this.stop();
+    else this.detach();
+  }
+
   /** Leaves the keeper running for the next daemon (SIGUSR2 detach): closes the connection only. */
   detach(): void {
     if (this.#state === "stopped") return;

@@ -1,9 +1,12 @@
 /**
  * Agent output end to end (SPEC §4): a real daemon, its output keeper and flooding agents.
  */
+import { execFile } from "node:child_process";
 import { readlink } from "node:fs/promises";
 import { request } from "node:http";
+import { type AddressInfo, createServer } from "node:net";
 import path from "node:path";
+import { promisify } from "node:util";
 import { afterEach, describe, expect, it } from "vitest";
 import { AgentState } from "../../gen/atoll/deployment/v1/agent_pb.ts";
 import { KEEPER_ENV } from "../../src/platform/keeper/protocol.ts";
@@ -11,7 +14,7 @@ import { findGroupLeadersWithEnv } from "../../src/platform/proc-info.ts";
 import { isGroupAlive } from "../../src/platform/terminate-group.ts";
 import { waitUntilAsync } from "../platform/helpers.ts";
 import { checkSequence, DiskSampler, FLOOD_AGENT } from "../platform/log-check.ts";
-import { type Daemon, startDaemon, workspace } from "./daemon.ts";
+import { CLI, type Daemon, startDaemon, workspace } from "./daemon.ts";
 
 const daemons: Daemon[] = [];
 const pids = new Set<number>();
@@ -161,6 +164,35 @@ describe("agent output", () => {
     expect(isGroupAlive(pid)).toBe(false);
     // A normal shutdown stops the keeper too, after the agents.
     expect(keeperPids(ws.stateDir)).toEqual([]);
+  });
+
+  it("stops the keeper it started when serve cannot listen, but not one that agents still use", async () => {
+    const { ws, args } = await setup({ FLOOD_RATE: "100000" }, "");
+    const busy = createServer();
+    await new Promise<void>((resolve) => busy.listen(0, "127.0.0.1", resolve));
+    cleanups.push(() => new Promise<void>((resolve) => busy.close(() => resolve())));
+    const taken = `127.0.0.1:${(busy.address() as AddressInfo).port}`;
+    const serve = (listen: string) =>
+      promisify(execFile)(process.execPath, [CLI, "serve", ...args, "--listen", listen]).then(
+        () => 0,
+        (error: { code: number }) => error.code,
+      );
+    // A fresh state dir: the keeper started for this serve serves nothing and goes with it.
+    expect(await serve(taken)).toBe(1);
+    expect(keeperPids(ws.stateDir)).toEqual([]);
+
+    // An agent left running by a killed daemon writes through its keeper: that one stays.
+    const first = await start(args);
+    const agent = (await first.client.deploy({ name: "a" })).agent;
+    pids.add(agent?.pid ?? 0);
+    const keeper = keeperPids(ws.stateDir);
+    daemons.splice(daemons.indexOf(first), 1);
+    await first.stop("SIGKILL");
+    expect(await serve(taken)).toBe(1);
+    expect(keeperPids(ws.stateDir)).toEqual(keeper);
+    // The next daemon that can listen adopts the agent and stops both at its shutdown.
+    const next = await start(args);
+    expect((await next.client.getStatus({ name: "a" })).agent?.stateReason).toBe("ADOPTED");
   });
 
   it("follows an agent's log through StreamLogs across many rotations with no gap or repeat", async () => {
