@@ -9,6 +9,7 @@ import path from "node:path";
 import type { AgentDefinition } from "../config/agent-definition.ts";
 import type { AgentStateName, HealthName } from "../core/agent-state.ts";
 import type { AgentStatus } from "../core/agent-status.ts";
+import type { BackgroundScope } from "../core/background-task.ts";
 import type { Effect, LifecycleEvent } from "../core/lifecycle-events.ts";
 import {
   type AgentMachine,
@@ -18,7 +19,6 @@ import {
 } from "../core/lifecycle-model.ts";
 import { type Reduction, reduce } from "../core/lifecycle-reducer.ts";
 import { statusOf } from "./agent-status-view.ts";
-import type { BackgroundScope } from "./background-task.ts";
 import { type DiscoveryUpdate, toDefinitionUpdate } from "./definition-tracking.ts";
 import { HealthMonitor } from "./health-monitor.ts";
 import { ProcessSlots } from "./process-slots.ts";
@@ -68,8 +68,8 @@ export class AgentRunner {
     this.#machine = initialMachine(name, update, deps.clock.now());
     const dispatch = (event: Event): void => this.#dispatch(event);
     const scope: BackgroundScope = {
-      agent: name,
       logger: deps.logger,
+      fields: { agent: name },
       onFailure: (task, error) =>
         dispatch({
           type: "internalError",

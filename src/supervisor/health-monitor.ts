@@ -3,8 +3,8 @@
  * `probed` event: a probe that throws is a failed probe) and one memory sample of the group.
  */
 import type { AgentDefinition } from "../config/agent-definition.ts";
+import { type BackgroundScope, runInBackground } from "../core/background-task.ts";
 import type { LifecycleEvent } from "../core/lifecycle-events.ts";
-import { type BackgroundScope, runInBackground } from "./background-task.ts";
 import type { RunnerDeps } from "./runner-deps.ts";
 
 export class HealthMonitor {
@@ -47,7 +47,7 @@ export class HealthMonitor {
       bytes = this.#deps.platform.groupResidentBytes(pid);
     } catch (error) {
       this.#deps.logger.debug("memory measurement failed", {
-        agent: this.#scope.agent,
+        ...this.#scope.fields,
         error: String(error),
       });
     }

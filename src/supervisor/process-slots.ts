@@ -5,9 +5,9 @@
  */
 import type { AgentDefinition } from "../config/agent-definition.ts";
 import type { ExitRecord } from "../core/agent-state.ts";
+import { type BackgroundScope, runInBackground } from "../core/background-task.ts";
 import type { LifecycleEvent } from "../core/lifecycle-events.ts";
 import { buildAgentArgv, buildAgentEnv } from "./agent-command.ts";
-import { type BackgroundScope, runInBackground } from "./background-task.ts";
 import { type ProcessHandle, type RunnerDeps, SpawnFailure } from "./runner-deps.ts";
 
 interface Slot {

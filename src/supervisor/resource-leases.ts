@@ -4,9 +4,9 @@
  * checked the port). A refusal comes back as the failure to tell the caller.
  */
 import type { AgentDefinition } from "../config/agent-definition.ts";
+import { type BackgroundScope, runInBackground } from "../core/background-task.ts";
 import { isDeployError } from "../core/errors.ts";
 import type { LifecycleEvent } from "../core/lifecycle-events.ts";
-import { type BackgroundScope, runInBackground } from "./background-task.ts";
 import type { RunnerDeps } from "./runner-deps.ts";
 
 export class ResourceLeases {
