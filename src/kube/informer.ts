@@ -14,6 +14,7 @@
  *   serving what it has meanwhile.
  */
 import { setTimeout as sleep } from "node:timers/promises";
+import { runInBackground } from "../core/background-task.ts";
 import type { Logger } from "../core/logger.ts";
 
 /** The part of any Kubernetes object the cache reads. */
@@ -79,20 +80,31 @@ export class Informer<T extends KubeItem> {
   #resourceVersion = "";
   #synced: Promise<void>;
   #resolveSynced: () => void = () => {};
+  #rejectSynced: (error: unknown) => void = () => {};
   /** Relists after the first list (410 Gone), for tests and metrics. */
   relists = 0;
 
   constructor(source: ListWatchSource, options: InformerOptions<T>) {
     this.#source = source;
     this.#options = options;
-    this.#synced = new Promise((resolve) => {
+    this.#synced = new Promise((resolve, reject) => {
       this.#resolveSynced = resolve;
+      this.#rejectSynced = reject;
     });
   }
 
-  /** Starts the loop; the promise resolves once the first list is in the cache. */
+  /**
+   * Starts the loop; the promise resolves once the first list is in the cache. The loop retries
+   * every API failure itself; should it still end with an error (a bug), that is logged, the
+   * cache stops changing, and a start still waiting for the first list rejects with it.
+   */
   start(): Promise<void> {
-    void this.#run();
+    const { logger, what } = this.#options;
+    runInBackground(
+      { logger, fields: { what }, onFailure: (_task, error) => this.#rejectSynced(error) },
+      "kubernetes list/watch loop",
+      () => this.#run(),
+    );
     return this.#synced;
   }
 

@@ -20,6 +20,7 @@ import type { AgentDefinition, DiscoveredAgent } from "../config/agent-definitio
 import type { AgentBackend, LogStreamOptions } from "../core/agent-backend.ts";
 import { isValidAgentName } from "../core/agent-name.ts";
 import type { AgentStatus } from "../core/agent-status.ts";
+import { runInBackground } from "../core/background-task.ts";
 import type { Clock } from "../core/clock.ts";
 import { DeployError } from "../core/errors.ts";
 import type { Logger } from "../core/logger.ts";
@@ -294,11 +295,13 @@ export class KubernetesBackend implements AgentBackend {
     this.#known(name);
     const previous = this.#queues.get(name) ?? Promise.resolve();
     const next = previous.then(operation, operation);
-    const settled = next.catch(() => undefined);
-    this.#queues.set(name, settled);
-    void settled.then(() => {
+    // The queue's tail settles either way (the operation's outcome is the caller's, through
+    // `next`) and forgets itself when nothing was queued behind it.
+    const forget = (): void => {
       if (this.#queues.get(name) === settled) this.#queues.delete(name);
-    });
+    };
+    const settled = next.then(forget, forget);
+    this.#queues.set(name, settled);
     return next;
   }
 
@@ -445,16 +448,11 @@ export class KubernetesBackend implements AgentBackend {
     const target = objectName(name);
     if (replicas === 0 || !target.ok || this.#stopping.has(name) || this.#closed) return;
     if (facts.exitedCleanly) {
-      void this.#stopItself(
-        name,
-        target.name,
-        "EXITED",
-        "exited with code 0: the agent stopped itself",
-      );
+      this.#stopItself(name, target.name, "EXITED", "exited with code 0: the agent stopped itself");
       return;
     }
     if (status.restartCount > status.maxRestarts) {
-      void this.#stopItself(
+      this.#stopItself(
         name,
         target.name,
         "CRASH_LOOP",
@@ -465,24 +463,30 @@ export class KubernetesBackend implements AgentBackend {
     this.#scheduleStableReset(name, status);
   }
 
-  async #stopItself(name: string, object: string, reason: string, message: string): Promise<void> {
+  /**
+   * Records why on the Deployment and scales it to 0, in the background. A failure is logged;
+   * the agent is then no longer being stopped, and its next cache change tries again.
+   */
+  #stopItself(name: string, object: string, reason: string, message: string): void {
     this.#stopping.add(name);
-    this.#options.logger.info("stopping agent on the cluster", { agent: name, reason, message });
-    try {
-      await this.#client.patchDeployment(object, {
-        metadata: {
-          annotations: { [STOP_REASON_ANNOTATION]: reason, [STOP_MESSAGE_ANNOTATION]: message },
-        },
-      });
-      await this.#client.scale(object, 0);
-    } catch (error) {
-      this.#options.logger.error("could not stop agent on the cluster", {
-        agent: name,
-        error: String(error),
-      });
-    } finally {
-      this.#stopping.delete(name);
-    }
+    const { logger } = this.#options;
+    logger.info("stopping agent on the cluster", { agent: name, reason, message });
+    runInBackground(
+      { logger, fields: { agent: name, reason } },
+      "stop on the cluster",
+      async () => {
+        try {
+          await this.#client.patchDeployment(object, {
+            metadata: {
+              annotations: { [STOP_REASON_ANNOTATION]: reason, [STOP_MESSAGE_ANNOTATION]: message },
+            },
+          });
+          await this.#client.scale(object, 0);
+        } finally {
+          this.#stopping.delete(name);
+        }
+      },
+    );
   }
 
   /** Once healthy for `stable_after`, restarts so far stop counting (SPEC §2). */
@@ -718,7 +722,7 @@ export class KubernetesBackend implements AgentBackend {
       if (!ours(facts.pod)) return undefined;
       if (facts.state === "RUNNING" && facts.health === "HEALTHY") return this.status(name);
       if (facts.reason === "IMAGE_PULL_FAILED") {
-        void this.#stopItself(name, objects.objectName, "IMAGE_PULL_FAILED", facts.message);
+        this.#stopItself(name, objects.objectName, "IMAGE_PULL_FAILED", facts.message);
         return new DeployError(
           "AGENT_START_FAILED",
           `agent ${name}: the image cannot be pulled: ${facts.message}`,
@@ -746,7 +750,7 @@ export class KubernetesBackend implements AgentBackend {
     const onTimeout = (): Error => {
       const facts = this.#facts(name);
       const reason = facts.reason === "UNSCHEDULABLE" ? "UNSCHEDULABLE" : "START_TIMEOUT";
-      void this.#stopItself(name, objects.objectName, reason, facts.message);
+      this.#stopItself(name, objects.objectName, reason, facts.message);
       return new DeployError(
         "AGENT_START_TIMEOUT",
         `agent ${name} was not ready in time (${facts.reason}: ${facts.message})`,
