@@ -5,7 +5,9 @@
  * quick and run between operations: an install waits for one to finish, and a collection asked
  * for while an install or remove holds the name runs when it is released.
  */
+import { runInBackground } from "../core/background-task.ts";
 import { DeployError } from "../core/errors.ts";
+import type { Logger } from "../core/logger.ts";
 
 /** What holds a name. */
 export type NameOperation = "install" | "remove" | "collect";
@@ -19,10 +21,16 @@ export class NameLocks {
   readonly #held = new Map<string, Held>();
   readonly #collectLater = new Set<string>();
   readonly #collect: (name: string) => Promise<void>;
+  readonly #logger: Logger;
 
-  /** @param collect runs a collection of `name` (called with the name held). */
-  constructor(collect: (name: string) => Promise<void>) {
+  /**
+   * @param collect runs a collection of `name` (called with the name held).
+   * @param logger where a deferred collection's failure is logged (the old versions then stay
+   *   until the next collection of the name).
+   */
+  constructor(collect: (name: string) => Promise<void>, logger: Logger) {
     this.#collect = collect;
+    this.#logger = logger;
   }
 
   /**
@@ -49,7 +57,13 @@ export class NameLocks {
     } finally {
       this.#held.delete(name);
       release();
-      if (this.#collectLater.delete(name)) void this.collect(name);
+      if (this.#collectLater.delete(name)) {
+        runInBackground(
+          { logger: this.#logger, fields: { agent: name } },
+          "collect old package versions",
+          () => this.collect(name),
+        );
+      }
     }
   }
 

@@ -23,6 +23,7 @@ import type {
 import { isValidAgentName } from "../core/agent-name.ts";
 import { isLive } from "../core/agent-state.ts";
 import type { AgentStatus, ProvisioningStep } from "../core/agent-status.ts";
+import { runInBackground } from "../core/background-task.ts";
 import type { Clock } from "../core/clock.ts";
 import { DeployError, isDeployError } from "../core/errors.ts";
 import type { Logger } from "../core/logger.ts";
@@ -109,7 +110,7 @@ export class PackageStore implements PackageInstaller {
     this.#options = options;
     this.maxPackageBytes = options.maxPackageBytes;
     this.layout = new PackageLayout(options.stateDir);
-    this.#locks = new NameLocks((name) => this.#collectHeld(name));
+    this.#locks = new NameLocks((name) => this.#collectHeld(name), options.logger);
     this.#limits = {
       maxPackageBytes: options.maxPackageBytes,
       maxUnpackedBytes: options.maxUnpackedBytes ?? MAX_UNPACKED_BYTES,
@@ -131,7 +132,7 @@ export class PackageStore implements PackageInstaller {
         isLive(change.previousState) &&
         !isLive(change.status.state)
       ) {
-        void this.#collect(change.name);
+        this.#collectInBackground(change.name);
       }
     });
   }
@@ -363,6 +364,14 @@ export class PackageStore implements PackageInstaller {
     await rm(this.layout.versions(name), { recursive: true, force: true });
     logger.info("agent package removed", { agent: name });
     return last;
+  }
+
+  /** {@link #collect} without waiting for it, when an agent stops. */
+  #collectInBackground(name: string): void {
+    const { logger } = this.#options;
+    runInBackground({ logger, fields: { agent: name } }, "collect old package versions", () =>
+      this.#collect(name),
+    );
   }
 
   /** Collects `name`'s old versions now or after the operation holding it; logs a failure. */

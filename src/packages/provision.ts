@@ -23,6 +23,7 @@ import { createWriteStream, type WriteStream } from "node:fs";
 import { mkdir, readFile, stat } from "node:fs/promises";
 import path from "node:path";
 import type { ProvisioningStep } from "../core/agent-status.ts";
+import { runInBackground } from "../core/background-task.ts";
 import { DeployError } from "../core/errors.ts";
 import { terminateGroup } from "../platform/terminate-group.ts";
 
@@ -170,7 +171,24 @@ async function runCommand(
   const stop = (why: "timeout" | "aborted"): void => {
     if (ended !== undefined || child.pid === undefined) return;
     ended = why;
-    void terminateGroup(child.pid, { stopTimeoutMs: STOP_GRACE_MS, exited }).catch(() => {});
+    const pid = child.pid;
+    runInBackground(
+      {
+        // Should ending the group fail, the agent's log says so (while it is open: the leader
+        // may be gone and the install over) and the leader is killed alone, so that the wait
+        // below still ends.
+        onFailure: (_task, error) => {
+          if (!log.writableEnded) {
+            log.write(
+              `[atoll-deploy] provisioning ${options.name}: could not end ${shown}: ${String(error)}\n`,
+            );
+          }
+          child.kill("SIGKILL");
+        },
+      },
+      "end provisioning step",
+      () => terminateGroup(pid, { stopTimeoutMs: STOP_GRACE_MS, exited }),
+    );
   };
   const timer = setTimeout(() => stop("timeout"), Math.max(0, deadlineMs - Date.now()));
   const onAbort = (): void => stop("aborted");
