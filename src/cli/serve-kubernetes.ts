@@ -140,7 +140,8 @@ export async function serveOnKubernetes(input: KubernetesServeInput): Promise<nu
       return 1;
     }
   }
-  void watchAgentsDirectory(
+  // Handles its own failure and is awaited at shutdown, as in serve.ts: nothing is left floating.
+  const watching = watchAgentsDirectory(
     config.agentsDirectory,
     (result) => backend.applyDiscovery(result.agents),
     {
@@ -176,7 +177,7 @@ export async function serveOnKubernetes(input: KubernetesServeInput): Promise<nu
   rpc.beginDrain();
   lifetime.abort();
   backend.close();
-  await Promise.all([rpc.close(RPC_DRAIN_GRACE_MS), http?.close(RPC_DRAIN_GRACE_MS)]);
+  await Promise.all([rpc.close(RPC_DRAIN_GRACE_MS), http?.close(RPC_DRAIN_GRACE_MS), watching]);
   metrics?.close();
   return 0;
 }

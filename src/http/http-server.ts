@@ -26,6 +26,7 @@ import type { AddressInfo, Socket } from "node:net";
 import { createContextValues } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { DeploymentService } from "../../gen/atoll/deployment/v1/deployment_service_pb.ts";
+import { runInBackground } from "../core/background-task.ts";
 import type { Logger } from "../core/logger.ts";
 import { checkAuthorization } from "../rpc/auth.ts";
 import type { CallObserver } from "../rpc/call-observer.ts";
@@ -166,11 +167,20 @@ export async function startHttpServer(options: HttpServerOptions): Promise<HttpS
     fallback: (nodeReq, nodeRes) => {
       const req = nodeReq as IncomingMessage;
       const res = nodeRes as unknown as ServerResponse;
-      void serveOther(req, res).catch((error: unknown) => {
-        logger.error("HTTP request failed", { path: req.url, error });
-        if (!res.headersSent) send(res, 500, "internal error");
-        else res.destroy();
-      });
+      // A failure is logged with the path and the request answered 500 (or cut, when the
+      // answer had started).
+      runInBackground(
+        {
+          logger,
+          fields: { path: req.url },
+          onFailure: () => {
+            if (!res.headersSent) send(res, 500, "internal error");
+            else res.destroy();
+          },
+        },
+        "HTTP request",
+        () => serveOther(req, res),
+      );
     },
   });
 

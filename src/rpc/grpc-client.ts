@@ -25,6 +25,7 @@ import {
   type ServiceError,
   status,
 } from "@grpc/grpc-js";
+import { runInBackground } from "../core/background-task.ts";
 import { decodeErrorInfo } from "./error-mapping.ts";
 import type { RpcSignature } from "./rpc-signature.ts";
 
@@ -289,8 +290,18 @@ function clientStreamingMethod(
       // A write the call can no longer take may surface as an 'error' on the stream; the call's
       // outcome always comes through the callback above, and an unheard 'error' would crash.
       call.on("error", () => {});
-      const pump = async (): Promise<void> => {
-        try {
+      // The requests are written beside the call. A source that throws cancels it rather than
+      // half-closing (the server must not see a cut stream as complete), and the call then
+      // rejects with that error as its cause: the caller hears of it, nothing is left floating.
+      runInBackground(
+        {
+          onFailure: (_task, error) => {
+            sourceError = { error };
+            call.cancel();
+          },
+        },
+        "write the request stream",
+        async () => {
           for await (const init of requests) {
             if (ended) return;
             const message = isMessage(init, method.input) ? init : create(method.input, init);
@@ -298,13 +309,8 @@ function clientStreamingMethod(
           }
           // An abort cancels the call (onAbort); it must never also look like a complete stream.
           if (!ended && signal?.aborted !== true) call.end();
-        } catch (error) {
-          // Cancel rather than half-close: the server must not see a cut stream as complete.
-          sourceError = { error };
-          call.cancel();
-        }
-      };
-      void pump();
+        },
+      );
     });
 }
 

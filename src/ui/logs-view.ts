@@ -3,6 +3,7 @@
  * they are written), keeps the newest lines in view, and reconnects after a dropped stream. Only
  * one agent at a time; choosing another ends the previous stream.
  */
+import { runInBackground } from "../core/background-task.ts";
 import type { DeploymentClient } from "./api.ts";
 import { describeError, isCanceled, isUnauthenticated } from "./api.ts";
 
@@ -55,7 +56,17 @@ export class LogsView {
     this.#el.panel.hidden = false;
     const follow = new AbortController();
     this.#follow = follow;
-    void this.#run(name, follow.signal);
+    runInBackground(
+      {
+        // Not expected (every stream failure is retried in #run): shown where the user looks.
+        onFailure: (_task, error) => {
+          if (!follow.signal.aborted)
+            this.#setStatus(`Log stream stopped: ${describeError(error)}`);
+        },
+      },
+      "follow the log",
+      () => this.#run(name, follow.signal),
+    );
     this.#el.close.focus();
   }
 

@@ -12,6 +12,7 @@
  */
 import type { Agent } from "../../gen/atoll/deployment/v1/agent_pb.ts";
 import { WatchEventType } from "../../gen/atoll/deployment/v1/deployment_service_pb.ts";
+import { runInBackground } from "../core/background-task.ts";
 import { type AgentAction, AgentsView } from "./agents-view.ts";
 import {
   createDeploymentClient,
@@ -131,7 +132,13 @@ const view = new AgentsView(
   byId<HTMLTableElement>("agents"),
   byId("summary"),
   byId("empty"),
-  (name, action, button) => void act(name, action, button),
+  (name, action, button) =>
+    runInBackground(
+      // act shows a refusal itself; anything else it throws is shown on the agent's row.
+      { onFailure: (_task, error) => view.showError(name, `${action}: ${describeError(error)}`) },
+      action,
+      () => act(name, action, button),
+    ),
 );
 
 // --- live updates -----------------------------------------------------------------------------
@@ -189,4 +196,13 @@ async function watch(): Promise<void> {
 }
 
 setInterval(() => view.tick(Date.now()), 1000);
-void watch();
+runInBackground(
+  {
+    // watch() retries every stream failure itself and never ends; should it still fail, the
+    // page says that it no longer updates.
+    onFailure: (_task, error) =>
+      setConnection("offline", `Updates stopped: ${describeError(error)}; reload the page`),
+  },
+  "watch",
+  watch,
+);

@@ -44,6 +44,6 @@ describe("NameLocks", () => {
     await locks.hold("alpha", "install", () => locks.collect("alpha"));
     const fields = await logger.errorLogged;
     expect(fields).toMatchObject({ agent: "alpha", task: "collect old package versions" });
-    expect((fields?.error as Error).message).toBe("disk gone");
+    expect(fields?.error).toMatchObject({ message: "disk gone" });
   });
 });

@@ -6,6 +6,7 @@
  * is a terminal; piped input works line by line without them.
  */
 import * as readline from "node:readline";
+import { runInBackground } from "../../core/background-task.ts";
 import { parseShellCommand } from "../command-line.ts";
 import { type CommandContext, callOptions, EXIT, reportFailure } from "../context.ts";
 import { runCommand } from "../dispatch.ts";
@@ -89,21 +90,39 @@ export async function shell(ctx: CommandContext, io: ShellIo): Promise<number> {
   const terminal = io.input.isTTY === true && io.output.isTTY === true;
   let agentNames: string[] = [];
   const background = new AbortController();
-  const refreshNames = async (report: boolean): Promise<void> => {
+  const fetchNames = async (): Promise<string[]> => {
+    const response = await ctx.client.listAgents(
+      {},
+      {
+        ...callOptions(ctx, ctx.options.connectTimeoutMs),
+        signal: AbortSignal.any([ctx.signal, background.signal]),
+      },
+    );
+    return response.agents.map((a) => a.name);
+  };
+  /** At start-up, in a terminal: a server that cannot be reached is reported before the prompt. */
+  const checkServer = async (): Promise<void> => {
     try {
-      const response = await ctx.client.listAgents(
-        {},
-        {
-          ...callOptions(ctx, ctx.options.connectTimeoutMs),
-          signal: AbortSignal.any([ctx.signal, background.signal]),
-        },
-      );
-      agentNames = response.agents.map((a) => a.name);
+      agentNames = await fetchNames();
     } catch (error) {
       const cancelled = background.signal.aborted || ctx.signal.aborted;
-      if (report && !cancelled) reportFailure(ctx, error, undefined, "connect");
+      if (!cancelled) reportFailure(ctx, error, undefined, "connect");
     }
   };
+  /** After a command, without holding up the prompt. */
+  const refreshNames = (): void =>
+    runInBackground(
+      {
+        // The completions stay as they were: the command just run has reported a server it
+        // could not reach already, and the next command will again.
+        onFailure: () => {},
+      },
+      "refresh agent names",
+      fetchNames,
+      (names) => {
+        agentNames = names;
+      },
+    );
 
   const rl = readline.createInterface({
     input: io.input,
@@ -149,7 +168,7 @@ export async function shell(ctx: CommandContext, io: ShellIo): Promise<number> {
   try {
     if (terminal) {
       // After readline has the terminal in raw mode, so an early Ctrl-C reaches its handler.
-      await refreshNames(true);
+      await checkServer();
       io.output.write(
         `atoll-deploy shell on ${ctx.connection.address}. Type help for the commands, exit to leave.\n`,
       );
@@ -187,7 +206,7 @@ export async function shell(ctx: CommandContext, io: ShellIo): Promise<number> {
         } finally {
           running = undefined;
         }
-        void refreshNames(false);
+        refreshNames();
       }
       // Piped input may have ended (and closed readline) already: its buffered lines still run.
       if (ctx.signal.aborted) break;
