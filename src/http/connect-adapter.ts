@@ -37,11 +37,10 @@ import {
 import { Metadata } from "@grpc/grpc-js";
 import { DeployError } from "../core/errors.ts";
 import { type Logger, silentLogger } from "../core/logger.ts";
+import { ABORTED, AbortableIterator } from "../rpc/abortable-iterator.ts";
 import { abortCode, type CallEnd, type CallObserver } from "../rpc/call-observer.ts";
 import { decodeStatusDetails, type ErrorToStatus, type RpcStatus } from "../rpc/error-mapping.ts";
 import {
-  ABORTED,
-  AbortableIterator,
   type CallContext,
   type ClientStreamingHandler,
   DEFAULT_MAX_REQUEST_STREAM_BYTES,
@@ -51,7 +50,7 @@ import {
   type ServerStreamingHandler,
   type ServiceHandlers,
   type UnaryHandler,
-} from "../rpc/grpc-adapter.ts";
+} from "../rpc/service-handlers.ts";
 
 /** The client's address in grpc-js's form (`ipv4:127.0.0.1:53124`), set per request by the server. */
 export const peerKey = createContextKey<string>("unknown", { description: "peer address" });

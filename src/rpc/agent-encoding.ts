@@ -18,7 +18,7 @@ import {
 } from "../../gen/atoll/deployment/v1/deployment_service_pb.ts";
 import type { AgentChange, AgentStatus } from "../core/agent-status.ts";
 import { agentStateToProto, agentToProto, healthToProto } from "./agent-convert.ts";
-import { EncodedMessage } from "./grpc-adapter.ts";
+import { EncodedMessage } from "./service-handlers.ts";
 
 /** Equal primitives, or arrays / records (`lastExit`) whose members are equal primitives. */
 function sameMember(x: unknown, y: unknown): boolean {

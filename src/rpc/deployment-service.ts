@@ -24,7 +24,7 @@ import type { Clock } from "../core/clock.ts";
 import { DeployError } from "../core/errors.ts";
 import { agentStateFromProto, packageFormatFromProto } from "./agent-convert.ts";
 import { AgentEncoder } from "./agent-encoding.ts";
-import type { CallContext, ServiceHandlers } from "./grpc-adapter.ts";
+import type { CallContext, ServiceHandlers } from "./service-handlers.ts";
 import {
   DEFAULT_LOG_FOLLOW_CAP,
   DEFAULT_WATCH_CAP,

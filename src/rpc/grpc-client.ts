@@ -19,7 +19,6 @@ import {
   type ChannelCredentials,
   Client,
   type ClientOptions,
-  type ClientWritableStream,
   type CallOptions as GrpcCallOptions,
   Metadata,
   type ServiceError,
@@ -27,7 +26,9 @@ import {
 } from "@grpc/grpc-js";
 import { runInBackground } from "../core/background-task.ts";
 import { decodeErrorInfo } from "./error-mapping.ts";
+import { toBuffer } from "./grpc-codec.ts";
 import type { RpcSignature } from "./rpc-signature.ts";
+import { writable } from "./stream-writable.ts";
 
 /** A failed call: the gRPC status and the decoded `google.rpc.ErrorInfo`, if the server sent one. */
 export class RpcError extends Error {
@@ -130,10 +131,6 @@ export type ServiceClient<S extends DescService> = {
   close(): void;
 };
 
-function toBuffer(bytes: Uint8Array): Buffer {
-  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-}
-
 function requestMetadata(options: ClientCallOptions): Metadata {
   const given = options.metadata;
   if (given instanceof Metadata) return given;
@@ -232,21 +229,6 @@ function serverStreamingMethod(
   };
 }
 
-/** Resolves when `call` can take more writes or has ended (status received, closed). */
-function writable<T>(call: ClientWritableStream<T>): Promise<void> {
-  return new Promise((resolve) => {
-    const done = (): void => {
-      call.off("drain", done);
-      call.off("status", done);
-      call.off("close", done);
-      resolve();
-    };
-    call.on("drain", done);
-    call.on("status", done);
-    call.on("close", done);
-  });
-}
-
 function clientStreamingMethod(
   client: Client,
   method: DescMethod,
@@ -305,7 +287,8 @@ function clientStreamingMethod(
           for await (const init of requests) {
             if (ended) return;
             const message = isMessage(init, method.input) ? init : create(method.input, init);
-            if (!call.write(message)) await writable(call);
+            // Or until the call has ended (status received, closed).
+            if (!call.write(message)) await writable(call, ["status", "close"]);
           }
           // An abort cancels the call (onAbort); it must never also look like a complete stream.
           if (!ended && signal?.aborted !== true) call.end();

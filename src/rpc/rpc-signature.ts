@@ -5,15 +5,15 @@
  */
 import type { DescMessage } from "@bufbuild/protobuf";
 import type {
-  ClientStreamingHandler,
-  ServerStreamingHandler,
-  UnaryHandler,
-} from "./grpc-adapter.ts";
-import type {
   ClientStreamingClientMethod,
   ServerStreamingClientMethod,
   UnaryClientMethod,
 } from "./grpc-client.ts";
+import type {
+  ClientStreamingHandler,
+  ServerStreamingHandler,
+  UnaryHandler,
+} from "./service-handlers.ts";
 
 export interface RpcSignatures<I extends DescMessage, O extends DescMessage> {
   readonly client: {

@@ -9,12 +9,9 @@ import { createBearerAuthInterceptor } from "./auth.ts";
 import type { CallObserver } from "./call-observer.ts";
 import { createDeploymentService } from "./deployment-service.ts";
 import { createErrorToStatus, type ErrorToStatus } from "./error-mapping.ts";
-import {
-  addService,
-  DEFAULT_MAX_REQUEST_STREAM_BYTES,
-  type ServiceHandlers,
-} from "./grpc-adapter.ts";
+import { addService } from "./grpc-adapter.ts";
 import { addHealthAndReflection, type ServerHealth } from "./health-and-reflection.ts";
+import { DEFAULT_MAX_REQUEST_STREAM_BYTES, type ServiceHandlers } from "./service-handlers.ts";
 import type { StreamCap } from "./stream-limits.ts";
 
 /** Largest request or response message, bytes (requests here are tiny; this bounds abuse). */

@@ -19,7 +19,8 @@ import { DeploymentService } from "../../gen/atoll/deployment/v1/deployment_serv
 import { DeployError } from "../../src/core/errors.ts";
 import { silentLogger } from "../../src/core/logger.ts";
 import { createErrorToStatus } from "../../src/rpc/error-mapping.ts";
-import { addService, type ServiceHandlers } from "../../src/rpc/grpc-adapter.ts";
+import { addService } from "../../src/rpc/grpc-adapter.ts";
+import type { ServiceHandlers } from "../../src/rpc/service-handlers.ts";
 
 export const CLI = fileURLToPath(new URL("../../bin/atoll-deploy.js", import.meta.url));
 

@@ -12,7 +12,7 @@ import {
   type WatchHealthResponseSchema,
 } from "../../gen/atoll/deployment/v1/deployment_service_pb.ts";
 import { DeployError } from "../../src/core/errors.ts";
-import type { CallContext } from "../../src/rpc/grpc-adapter.ts";
+import type { CallContext } from "../../src/rpc/service-handlers.ts";
 import {
   aborted,
   Children,

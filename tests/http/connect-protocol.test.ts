@@ -15,7 +15,7 @@ import {
 import { DeployError } from "../../src/core/errors.ts";
 import { startHttpServer } from "../../src/http/http-server.ts";
 import { createErrorToStatus } from "../../src/rpc/error-mapping.ts";
-import type { CallContext } from "../../src/rpc/grpc-adapter.ts";
+import type { CallContext } from "../../src/rpc/service-handlers.ts";
 import { fakeHandlers, MemoryLogger } from "../rpc/helpers.ts";
 import { faultAgentToml } from "../supervisor/harness.ts";
 import { connectJson, Stack, startHttpStack } from "./helpers.ts";

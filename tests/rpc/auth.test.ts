@@ -8,13 +8,10 @@ import {
   tokensEqual,
 } from "../../src/rpc/auth.ts";
 import { createErrorToStatus } from "../../src/rpc/error-mapping.ts";
-import {
-  addService,
-  type CallContext,
-  createClient,
-  RpcError,
-} from "../../src/rpc/grpc-adapter.ts";
+import { addService } from "../../src/rpc/grpc-adapter.ts";
+import { createClient, RpcError } from "../../src/rpc/grpc-client.ts";
 import { addHealthAndReflection } from "../../src/rpc/health-and-reflection.ts";
+import type { CallContext } from "../../src/rpc/service-handlers.ts";
 import { fakeHandlers, listen, MemoryLogger, Resources } from "./helpers.ts";
 
 const resources = new Resources();

@@ -9,13 +9,10 @@ import {
 } from "../../gen/atoll/deployment/v1/deployment_service_pb.ts";
 import { DeployError } from "../../src/core/errors.ts";
 import { createErrorToStatus, decodeErrorInfo } from "../../src/rpc/error-mapping.ts";
-import {
-  addService,
-  createClient,
-  createServiceDefinition,
-  RpcError,
-  type ServiceHandlers,
-} from "../../src/rpc/grpc-adapter.ts";
+import { addService } from "../../src/rpc/grpc-adapter.ts";
+import { createClient, RpcError } from "../../src/rpc/grpc-client.ts";
+import { createServiceDefinition } from "../../src/rpc/grpc-codec.ts";
+import type { ServiceHandlers } from "../../src/rpc/service-handlers.ts";
 import { deferred, fakeHandlers, listen, MemoryLogger, Resources } from "./helpers.ts";
 
 const resources = new Resources();

@@ -10,16 +10,14 @@ import {
 } from "../../gen/atoll/deployment/v1/deployment_service_pb.ts";
 import { DeployError } from "../../src/core/errors.ts";
 import { createErrorToStatus, decodeErrorInfo } from "../../src/rpc/error-mapping.ts";
+import { addService, createServiceImplementation } from "../../src/rpc/grpc-adapter.ts";
+import { createClient, RpcError } from "../../src/rpc/grpc-client.ts";
+import { createServiceDefinition } from "../../src/rpc/grpc-codec.ts";
 import {
-  addService,
   type CallContext,
-  createClient,
-  createServiceDefinition,
-  createServiceImplementation,
   EncodedMessage,
-  RpcError,
   type ServiceHandlers,
-} from "../../src/rpc/grpc-adapter.ts";
+} from "../../src/rpc/service-handlers.ts";
 import { deferred, fakeHandlers, listen, MemoryLogger, Resources } from "./helpers.ts";
 
 const resources = new Resources();

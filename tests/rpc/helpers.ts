@@ -2,7 +2,7 @@ import { type Client, type Server, ServerCredentials } from "@grpc/grpc-js";
 import type { DeploymentService } from "../../gen/atoll/deployment/v1/deployment_service_pb.ts";
 import { DeployError } from "../../src/core/errors.ts";
 import type { LogFields, Logger, LogLevel } from "../../src/core/logger.ts";
-import type { ServiceHandlers } from "../../src/rpc/grpc-adapter.ts";
+import type { ServiceHandlers } from "../../src/rpc/service-handlers.ts";
 
 /** Binds `server` to an ephemeral loopback port and returns `127.0.0.1:<port>`. */
 export function listen(server: Server): Promise<string> {
