@@ -33,7 +33,9 @@ import type { CallObserver } from "../rpc/call-observer.ts";
 import { deployErrorToStatus } from "../rpc/error-mapping.ts";
 import type { DeploymentApi } from "../rpc/server.ts";
 import { MAX_MESSAGE_BYTES } from "../rpc/server.ts";
-import { createConnectService, peerKey, statusToConnectError } from "./connect-adapter.ts";
+import { createConnectService } from "./connect-adapter.ts";
+import { peerKey } from "./connect-call-context.ts";
+import { statusToConnectError } from "./connect-errors.ts";
 import { isLoopbackHost, preflightHeaders, RequestGuard } from "./request-guard.ts";
 import {
   acceptsGzip,
