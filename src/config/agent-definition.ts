@@ -101,3 +101,33 @@ export const DEFAULT_COMMAND: readonly string[] = Object.freeze([
   "--agent",
   "{config}",
 ]);
+
+/**
+ * What a backend keeps of one discovered agent: its definition, or why it is INVALID. (The
+ * discovery-only facts, name and directory, are dropped: the backend keys entries by name.)
+ */
+export type DefinitionEntry =
+  | { readonly kind: "valid"; readonly definition: AgentDefinition }
+  | {
+      readonly kind: "invalid";
+      readonly configPath: string;
+      readonly message: string;
+      readonly warnings: readonly string[];
+    };
+
+/** The name of a discovered agent, valid or not. */
+export function discoveredName(found: DiscoveredAgent): string {
+  return found.kind === "valid" ? found.definition.name : found.name;
+}
+
+/** The backend's entry of one discovered agent. */
+export function definitionEntry(found: DiscoveredAgent): DefinitionEntry {
+  return found.kind === "valid"
+    ? { kind: "valid", definition: found.definition }
+    : {
+        kind: "invalid",
+        configPath: found.configPath,
+        message: found.message,
+        warnings: found.warnings,
+      };
+}

@@ -5,7 +5,7 @@
 import { constants, type Dirent, type Stats } from "node:fs";
 import { lstat, open, readdir, realpath, stat } from "node:fs/promises";
 import path from "node:path";
-import type { DiscoveredAgent } from "./agent-definition.ts";
+import { type DiscoveredAgent, discoveredName } from "./agent-definition.ts";
 import { ConfigError } from "./config-error.ts";
 import { escapeControlChars, osProblem } from "./config-values.ts";
 import { parseAgentDefinition } from "./parse-definition.ts";
@@ -205,7 +205,7 @@ async function readDefinitionFile(
 export function mergeDiscoveries(...results: readonly DiscoveryResult[]): DiscoveryResult {
   const agents = results
     .flatMap((result) => result.agents)
-    .sort((a, b) => compareCodeUnits(nameOf(a), nameOf(b)));
+    .sort((a, b) => compareCodeUnits(discoveredName(a), discoveredName(b)));
   return Object.freeze({
     agents: Object.freeze(markDuplicates(agents)),
     warnings: Object.freeze(results.flatMap((result) => result.warnings)),
@@ -216,11 +216,11 @@ export function mergeDiscoveries(...results: readonly DiscoveryResult[]): Discov
 function markDuplicates(agents: readonly DiscoveredAgent[]): DiscoveredAgent[] {
   const byName = new Map<string, DiscoveredAgent[]>();
   for (const agent of agents) {
-    const name = nameOf(agent);
+    const name = discoveredName(agent);
     byName.set(name, [...(byName.get(name) ?? []), agent]);
   }
   return agents.map((agent) => {
-    const name = nameOf(agent);
+    const name = discoveredName(agent);
     const same = byName.get(name) ?? [];
     if (same.length < 2) return agent;
     const configPath = configPathOf(agent);
@@ -239,10 +239,6 @@ function markDuplicates(agents: readonly DiscoveredAgent[]): DiscoveredAgent[] {
       warnings: agent.kind === "valid" ? agent.definition.warnings : agent.warnings,
     });
   });
-}
-
-function nameOf(agent: DiscoveredAgent): string {
-  return agent.kind === "valid" ? agent.definition.name : agent.name;
 }
 
 function configPathOf(agent: DiscoveredAgent): string {

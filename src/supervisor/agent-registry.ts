@@ -1,12 +1,16 @@
-import type { DiscoveredAgent } from "../config/agent-definition.ts";
+import {
+  type DefinitionEntry,
+  type DiscoveredAgent,
+  definitionEntry,
+  discoveredName,
+} from "../config/agent-definition.ts";
 import type { AgentBackend, LogStreamOptions } from "../core/agent-backend.ts";
-import { isValidAgentName } from "../core/agent-name.ts";
+import { agentNotFound, checkAgentName } from "../core/agent-name.ts";
 import type { AgentStatus } from "../core/agent-status.ts";
 import { DeployError } from "../core/errors.ts";
 import { readLogTail } from "../platform/log-file.ts";
 import { followLog } from "../platform/log-follow.ts";
 import { AgentRunner } from "./agent-runner.ts";
-import { type DiscoveryUpdate, discoveryUpdate } from "./definition-tracking.ts";
 import { EventHub } from "./event-hub.ts";
 import type { RunnerDeps } from "./runner-deps.ts";
 
@@ -54,9 +58,9 @@ export class AgentRegistry implements AgentBackend {
   applyDiscovery(agents: readonly DiscoveredAgent[]): void {
     const seen = new Set<string>();
     for (const found of agents) {
-      const name = found.kind === "valid" ? found.definition.name : found.name;
+      const name = discoveredName(found);
       seen.add(name);
-      const update = discoveryUpdate(found);
+      const update = definitionEntry(found);
       const runner = this.#runners.get(name);
       if (runner) runner.updateDefinition(update);
       else this.#add(name, update);
@@ -67,7 +71,7 @@ export class AgentRegistry implements AgentBackend {
     }
   }
 
-  #add(name: string, initial: DiscoveryUpdate & { kind: "valid" | "invalid" }): void {
+  #add(name: string, initial: DefinitionEntry): void {
     const runner = new AgentRunner(
       name,
       this.#deps,
@@ -115,17 +119,9 @@ export class AgentRegistry implements AgentBackend {
 
   /** The runner of `name`; DeployError INVALID_AGENT_NAME or AGENT_NOT_FOUND otherwise. */
   runner(name: string): AgentRunner {
-    if (!isValidAgentName(name)) {
-      throw new DeployError(
-        "INVALID_AGENT_NAME",
-        name === ""
-          ? "agent name is empty"
-          : "agent name must match ^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$",
-      );
-    }
+    checkAgentName(name);
     const runner = this.#runners.get(name);
-    if (!runner)
-      throw new DeployError("AGENT_NOT_FOUND", `agent ${name} not found`, { agent: name });
+    if (!runner) throw agentNotFound(name);
     return runner;
   }
 

@@ -6,7 +6,7 @@
  * answer, a requeued operation) waits for the current one to finish.
  */
 import path from "node:path";
-import type { AgentDefinition } from "../config/agent-definition.ts";
+import type { AgentDefinition, DefinitionEntry } from "../config/agent-definition.ts";
 import type { AgentStateName, HealthName } from "../core/agent-state.ts";
 import type { AgentStatus } from "../core/agent-status.ts";
 import type { BackgroundScope } from "../core/background-task.ts";
@@ -53,12 +53,7 @@ export class AgentRunner {
   readonly #health: HealthMonitor;
   readonly #leases: ResourceLeases;
 
-  constructor(
-    name: string,
-    deps: RunnerDeps,
-    host: RunnerHost,
-    initial: DiscoveryUpdate & { kind: "valid" | "invalid" },
-  ) {
+  constructor(name: string, deps: RunnerDeps, host: RunnerHost, initial: DefinitionEntry) {
     this.name = name;
     this.#deps = deps;
     this.#host = host;

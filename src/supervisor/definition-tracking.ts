@@ -3,20 +3,12 @@
  * the settings its decisions read, with the server-wide defaults (SPEC §3) filled in where the
  * definition leaves a key to the server.
  */
-import type { AgentDefinition, DiscoveredAgent } from "../config/agent-definition.ts";
+import type { AgentDefinition, DefinitionEntry } from "../config/agent-definition.ts";
 import type { DefinitionUpdate, LifecycleSettings } from "../core/lifecycle-model.ts";
 import type { AgentDefaults } from "./runner-deps.ts";
 
 /** A discovery result for one agent name, as the registry hands it to the runner. */
-export type DiscoveryUpdate =
-  | { readonly kind: "valid"; readonly definition: AgentDefinition }
-  | {
-      readonly kind: "invalid";
-      readonly configPath: string;
-      readonly message: string;
-      readonly warnings: readonly string[];
-    }
-  | { readonly kind: "removed" };
+export type DiscoveryUpdate = DefinitionEntry | { readonly kind: "removed" };
 
 /** Default period of probes while STARTING. */
 export const DEFAULT_START_PROBE_INTERVAL_MS = 100;
@@ -57,18 +49,4 @@ export function toDefinitionUpdate(
     definition: update.definition,
     settings: lifecycleSettings(update.definition, defaults, startProbeIntervalMs),
   };
-}
-
-/** The registry's form of one discovered agent. */
-export function discoveryUpdate(found: DiscoveredAgent): DiscoveryUpdate & {
-  kind: "valid" | "invalid";
-} {
-  return found.kind === "valid"
-    ? { kind: "valid", definition: found.definition }
-    : {
-        kind: "invalid",
-        configPath: found.configPath,
-        message: found.message,
-        warnings: found.warnings,
-      };
 }
