@@ -9,7 +9,7 @@
  */
 import { constants } from "node:os";
 import type { AgentStateName, ExitRecord, HealthName } from "../core/agent-state.ts";
-import { CONTAINER_NAME } from "./render.ts";
+import { CONTAINER_NAME } from "./render-pod.ts";
 
 /** Deployment annotations the server writes when it stops an agent itself. */
 export const STOP_REASON_ANNOTATION = "atoll.dev/stop-reason";
@@ -146,6 +146,11 @@ export function currentPod(pods: readonly ClusterPod[]): ClusterPod | undefined 
   return sorted.find((p) => p.metadata.deletionTimestamp === undefined) ?? sorted[0];
 }
 
+/** The status of the agent's container in `pod`, if kubelet reports one yet. */
+export function agentContainer(pod: ClusterPod | undefined): ContainerStatus | undefined {
+  return pod?.status?.containerStatuses?.find((c) => c.name === CONTAINER_NAME);
+}
+
 /**
  * The agent's state from its Deployment (undefined: never applied, DISCOVERED) and pods. Pure.
  */
@@ -154,7 +159,7 @@ export function clusterFacts(
   pods: readonly ClusterPod[],
 ): ClusterFacts {
   const pod = currentPod(pods);
-  const container = pod?.status?.containerStatuses?.find((c) => c.name === CONTAINER_NAME);
+  const container = agentContainer(pod);
   const terminatedNow = container?.state?.terminated;
   const lastTerminated = terminatedNow ?? container?.lastState?.terminated;
   const base = {
