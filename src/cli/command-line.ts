@@ -1,50 +1,57 @@
 /**
  * Parsing the command line of `atoll-deploy` (the commands and options themselves are in
- * `command-spec.ts`). Pure: reads only the arguments and environment it is given.
+ * `command-options.ts`, what a parsed line is in `command-spec.ts`). Pure: reads only the
+ * arguments and environment it is given.
  *
  * Shape: `atoll-deploy [global options] <command> [arguments and options]`. Global options may
  * also follow the command. `serve` takes its own flags (see `serve-flags.ts`) after the word
- * `serve` and nothing before it.
+ * `serve` and nothing before it; `context` and `render` have their own parsers
+ * (`context-command-line.ts`, `render-command-line.ts`).
  */
-import { parseArgs } from "node:util";
+import { commandUsage, contextUsage, mainUsage, renderUsage } from "./command-help.ts";
+import {
+  COMMANDS,
+  GLOBAL_OPTIONS,
+  GLOBAL_VALUE_FLAGS,
+  type OptionSpec,
+} from "./command-options.ts";
 import {
   type ClientCommand,
   type ClientOptions,
-  COMMANDS,
-  CONTEXT_ADD_OPTIONS,
   type CommandLine,
   type CommandName,
-  type ContextAction,
-  commandUsage,
-  contextUsage,
   DEFAULT_CONNECT_TIMEOUT_S,
   DEFAULT_LOG_LINES,
   DEFAULT_SERVER,
   DEFAULT_WATCH_RETRIES,
-  GLOBAL_OPTIONS,
-  GLOBAL_VALUE_FLAGS,
-  mainUsage,
-  type OptionSpec,
-  RENDER_OPTIONS,
-  type RenderCommand,
-  renderUsage,
   type ServerSelection,
 } from "./command-spec.ts";
+import { parseContextCommand } from "./context-command-line.ts";
+import {
+  count,
+  nonEmpty,
+  parse,
+  seconds,
+  stringValue,
+  UsageError,
+  type Values,
+} from "./parse-options.ts";
+import { parseRenderCommand } from "./render-command-line.ts";
 
+// The parser's public face: what a parsed line is, and the help the CLI prints.
+export { commandUsage, mainUsage } from "./command-help.ts";
+export { COMMAND_NAMES } from "./command-options.ts";
 export {
   type AgentOperation,
   type ClientCommand,
   type ClientOptions,
-  COMMAND_NAMES,
   type CommandLine,
   type CommandName,
   type ContextAction,
-  commandUsage,
   DEFAULT_CONNECT_TIMEOUT_S,
   DEFAULT_LOG_LINES,
   DEFAULT_SERVER,
   DEFAULT_WATCH_RETRIES,
-  mainUsage,
   type RenderCommand,
   type ServerSelection,
 } from "./command-spec.ts";
@@ -62,62 +69,6 @@ function commandIndex(argv: readonly string[]): number {
     if (GLOBAL_VALUE_FLAGS.has(arg)) i += 1;
   }
   return -1;
-}
-
-class UsageError extends Error {}
-
-type Values = Record<string, string | boolean | undefined>;
-
-function parse(
-  args: readonly string[],
-  options: Readonly<Record<string, OptionSpec>>,
-): { values: Values; positionals: string[] } {
-  const config: Record<string, { type: "string" | "boolean"; short?: string }> = {};
-  for (const [name, spec] of Object.entries(options)) {
-    config[name] =
-      spec.short === undefined ? { type: spec.type } : { type: spec.type, short: spec.short };
-  }
-  try {
-    const { values, positionals } = parseArgs({
-      args: [...args],
-      options: config,
-      strict: true,
-      allowPositionals: true,
-    });
-    return { values: values as Values, positionals };
-  } catch (error) {
-    // parseArgs explains unknown options and missing values well; keep its first sentence.
-    const message = error instanceof Error ? error.message : String(error);
-    const first = (message.split("\n")[0] ?? message).split(". ")[0] ?? message;
-    throw new UsageError(first.replace(/\.$/, ""));
-  }
-}
-
-function stringValue(values: Values, name: string): string | undefined {
-  const value = values[name];
-  return typeof value === "string" ? value : undefined;
-}
-
-function seconds(values: Values, name: string): number | undefined {
-  const text = stringValue(values, name);
-  if (text === undefined) return undefined;
-  const value = Number(text);
-  if (text.trim() === "" || !Number.isFinite(value) || value <= 0) {
-    throw new UsageError(`--${name} must be a positive number of seconds, not "${text}"`);
-  }
-  return Math.round(value * 1000);
-}
-
-function count(values: Values, name: string, flag: string): number | undefined {
-  const text = stringValue(values, name);
-  if (text === undefined) return undefined;
-  if (!/^\d+$/.test(text)) throw new UsageError(`${flag} must be a whole number, not "${text}"`);
-  return Number(text);
-}
-
-function nonEmpty(env: Readonly<Record<string, string | undefined>>, key: string) {
-  const value = env[key];
-  return value === undefined || value === "" ? undefined : value;
 }
 
 function clientOptions(
@@ -307,106 +258,6 @@ export function parseCommandLine(
       usage: commandUsage(word),
     };
   }
-}
-
-function usageError(message: string, usage: string): CommandLine {
-  return { kind: "usage-error", message, usage };
-}
-
-/** `context list | use NAME | add NAME --server ADDR [...] | remove NAME`. */
-function parseContextCommand(argv: readonly string[]): CommandLine {
-  const usage = contextUsage();
-  let values: Values;
-  let positionals: string[];
-  try {
-    ({ values, positionals } = parse(argv, CONTEXT_ADD_OPTIONS));
-  } catch (error) {
-    if (!(error instanceof UsageError)) throw error;
-    return usageError(`context: ${error.message}`, usage);
-  }
-  if (values.help === true) return { kind: "help", text: usage };
-  const [action, name, ...extra] = positionals;
-  const connectionFlags = ["server", "token-file", "tls-ca", "tls-cert", "tls-key"].filter(
-    (flag) => values[flag] !== undefined,
-  );
-  if (action === undefined)
-    return usageError("context: missing action (list, use, add, remove)", usage);
-  if (extra.length > 0)
-    return usageError(`context ${action}: unexpected argument "${extra[0]}"`, usage);
-  if (action !== "add" && connectionFlags.length > 0) {
-    return usageError(`context ${action}: --${connectionFlags[0]} belongs to context add`, usage);
-  }
-  let command: ContextAction;
-  switch (action) {
-    case "list":
-      if (name !== undefined)
-        return usageError(`context list: unexpected argument "${name}"`, usage);
-      command = { action, json: values.json === true };
-      break;
-    case "use":
-    case "remove":
-      if (name === undefined) return usageError(`context ${action}: missing context name`, usage);
-      command = { action, name };
-      break;
-    case "add": {
-      if (name === undefined) return usageError("context add: missing context name", usage);
-      const server = stringValue(values, "server");
-      if (server === undefined || server.trim() === "") {
-        return usageError("context add: --server ADDR is required", usage);
-      }
-      const tlsCert = stringValue(values, "tls-cert");
-      const tlsKey = stringValue(values, "tls-key");
-      if ((tlsCert === undefined) !== (tlsKey === undefined)) {
-        return usageError("context add: --tls-cert and --tls-key go together", usage);
-      }
-      command = {
-        action,
-        name,
-        server,
-        tokenFile: stringValue(values, "token-file"),
-        tlsCa: stringValue(values, "tls-ca"),
-        tlsCert,
-        tlsKey,
-      };
-      break;
-    }
-    default:
-      return usageError(`context: unknown action "${action}" (list, use, add, remove)`, usage);
-  }
-  return { kind: "context", command };
-}
-
-/** `render [name...] [--namespace NS] [--image IMAGE] [--agents-dir DIR]`. */
-function parseRenderCommand(
-  argv: readonly string[],
-  env: Readonly<Record<string, string | undefined>>,
-): CommandLine {
-  const usage = renderUsage();
-  let values: Values;
-  let positionals: string[];
-  try {
-    ({ values, positionals } = parse(argv, RENDER_OPTIONS));
-  } catch (error) {
-    if (!(error instanceof UsageError)) throw error;
-    return usageError(`render: ${error.message}`, usage);
-  }
-  if (values.help === true) return { kind: "help", text: usage };
-  for (const flag of ["namespace", "image", "agents-dir"]) {
-    const value = values[flag];
-    if (typeof value === "string" && value.trim() === "") {
-      return usageError(`render: --${flag} is empty`, usage);
-    }
-  }
-  const command: RenderCommand = {
-    names: positionals,
-    namespace: stringValue(values, "namespace"),
-    image: stringValue(values, "image"),
-    agentsDir:
-      stringValue(values, "agents-dir") ??
-      nonEmpty(env, "ATOLL_DEPLOY_AGENTS_DIRECTORY") ??
-      "./atoll_agents",
-  };
-  return { kind: "render", command };
 }
 
 /**
