@@ -7,7 +7,7 @@
 import type { DescMethod } from "@bufbuild/protobuf";
 import { ConnectError, createContextKey, type HandlerContext } from "@connectrpc/connect";
 import { Metadata } from "@grpc/grpc-js";
-import type { CallContext } from "../rpc/service-handlers.ts";
+import { type CallContext, callAbortReason } from "../rpc/service-handlers.ts";
 
 /** The client's address in grpc-js's form (`ipv4:127.0.0.1:53124`), set per request by the server. */
 export const peerKey = createContextKey<string>("unknown", { description: "peer address" });
@@ -43,11 +43,7 @@ export function createCallContext(
     const timedOut =
       (reason instanceof ConnectError && reason.code === 4) ||
       (deadline !== undefined && Date.now() >= deadline.getTime());
-    controller.abort(
-      timedOut
-        ? new DOMException("the call's deadline passed", "TimeoutError")
-        : new DOMException("the client cancelled the call", "AbortError"),
-    );
+    controller.abort(callAbortReason(timedOut));
   };
   // Connect aborts ctx.signal also once the call has completed; settle() detaches first.
   if (ctx.signal.aborted) abort();

@@ -7,6 +7,7 @@
 import { type DescMessage, type DescMethod, type MessageShape, toBinary } from "@bufbuild/protobuf";
 import { ConnectError } from "@connectrpc/connect";
 import { DeployError } from "../core/errors.ts";
+import { requestStreamTooLarge } from "../rpc/service-handlers.ts";
 
 /**
  * A client stream's requests as the handler contract says (`ClientStreamingHandler`): Connect's
@@ -24,13 +25,7 @@ export async function* readRequests(
       if (signal.aborted) break;
       // Connect hands over decoded messages; their encoded size is what gRPC counts.
       total += toBinary(method.input, request).byteLength;
-      if (total > limit) {
-        throw new DeployError(
-          "REQUEST_TOO_LARGE",
-          `the ${method.name} request stream passed its limit of ${limit} bytes`,
-          { limit_bytes: String(limit) },
-        );
-      }
+      if (total > limit) throw requestStreamTooLarge(method, limit);
       yield request;
     }
   } catch (error) {

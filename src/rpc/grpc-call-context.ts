@@ -3,7 +3,7 @@
  */
 import type { DescMethod } from "@bufbuild/protobuf";
 import type * as grpc from "@grpc/grpc-js";
-import type { CallContext } from "./service-handlers.ts";
+import { type CallContext, callAbortReason } from "./service-handlers.ts";
 
 /** What every kind of grpc-js server call offers (grpc-js does not export its own name for it). */
 interface ServerCall {
@@ -35,11 +35,7 @@ export function createCallContext(
   const abort = (): void => {
     // grpc-js reports a passed deadline and a client cancel alike; tell them apart for handlers.
     const timedOut = deadline !== undefined && Date.now() >= deadline.getTime();
-    controller.abort(
-      timedOut
-        ? new DOMException("the call's deadline passed", "TimeoutError")
-        : new DOMException("the client cancelled the call", "AbortError"),
-    );
+    controller.abort(callAbortReason(timedOut));
   };
   if (call.cancelled) abort();
   else call.once("cancelled", abort);

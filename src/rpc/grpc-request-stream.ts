@@ -6,8 +6,8 @@
 import { setImmediate as nextTurn } from "node:timers/promises";
 import type { DescMessage, DescMethod, MessageShape } from "@bufbuild/protobuf";
 import type * as grpc from "@grpc/grpc-js";
-import { DeployError } from "../core/errors.ts";
 import { MalformedRequest, malformedRequestError, type StreamedRequest } from "./grpc-codec.ts";
+import { requestStreamTooLarge } from "./service-handlers.ts";
 
 /**
  * Turns of the event loop to wait, after a request stream ended, for a cancel that caused the
@@ -35,13 +35,7 @@ export async function* readRequestStream(
       if (signal.aborted) break;
       const request = item as StreamedRequest;
       total += request.byteLength;
-      if (total > limit) {
-        throw new DeployError(
-          "REQUEST_TOO_LARGE",
-          `the ${method.name} request stream passed its limit of ${limit} bytes`,
-          { limit_bytes: String(limit) },
-        );
-      }
+      if (total > limit) throw requestStreamTooLarge(method, limit);
       if (request.value instanceof MalformedRequest) {
         throw malformedRequestError(method, request.value);
       }

@@ -16,6 +16,7 @@ import type {
   MessageShape,
 } from "@bufbuild/protobuf";
 import type * as grpc from "@grpc/grpc-js";
+import { DeployError } from "../core/errors.ts";
 import type { RpcSignature } from "./rpc-signature.ts";
 
 /** What a handler knows about its call besides the request. */
@@ -92,6 +93,22 @@ export type ServiceHandlers<S extends DescService> = {
 
 /** Default bound of a client stream's total bytes: 4 MiB, the size of one message. */
 export const DEFAULT_MAX_REQUEST_STREAM_BYTES = 4 * 1024 * 1024;
+
+/** The REQUEST_TOO_LARGE a client stream's iterator throws once it passes `limit` bytes. */
+export function requestStreamTooLarge(method: DescMethod, limit: number): DeployError {
+  return new DeployError(
+    "REQUEST_TOO_LARGE",
+    `the ${method.name} request stream passed its limit of ${limit} bytes`,
+    { limit_bytes: String(limit) },
+  );
+}
+
+/** The reason a call's signal aborts with (see {@link CallContext.signal}). */
+export function callAbortReason(timedOut: boolean): DOMException {
+  return timedOut
+    ? new DOMException("the call's deadline passed", "TimeoutError")
+    : new DOMException("the client cancelled the call", "AbortError");
+}
 
 /** The gRPC path of a method: `/atoll.deployment.v1.DeploymentService/Deploy`. */
 export function methodPath(method: DescMethod): string {
