@@ -7,7 +7,6 @@
  */
 import { mkdir, open } from "node:fs/promises";
 import path from "node:path";
-import { Transform, type TransformCallback } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import type { PackageFormat } from "../core/agent-status.ts";
 import {
@@ -20,6 +19,7 @@ import {
   relativeSegments,
   showName,
 } from "./archive-entries.ts";
+import { ByteCount } from "./byte-count.ts";
 import { extractTarGz, listTarGz } from "./tar-archive.ts";
 import { extractZip, listZip } from "./zip-archive.ts";
 
@@ -98,36 +98,13 @@ export async function checkArchive(
 }
 
 /** Counts the bytes of one file against what the archive declared. */
-class DeclaredSize extends Transform {
-  readonly #entry: PackageEntry;
-  #total = 0;
-  constructor(entry: PackageEntry) {
-    super();
-    this.#entry = entry;
-  }
-  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
-    this.#total += chunk.length;
-    if (this.#total > this.#entry.size) {
-      callback(
-        packageInvalid(
-          `entry ${showName(this.#entry.segments.join("/"))} holds more bytes than it declares`,
-        ),
-      );
-      return;
-    }
-    callback(null, chunk);
-  }
-  override _flush(callback: TransformCallback): void {
-    if (this.#total !== this.#entry.size) {
-      callback(
-        packageInvalid(
-          `entry ${showName(this.#entry.segments.join("/"))} holds fewer bytes than it declares`,
-        ),
-      );
-      return;
-    }
-    callback();
-  }
+function declaredSize(entry: PackageEntry): ByteCount {
+  const shown = showName(entry.segments.join("/"));
+  return new ByteCount(
+    entry.size,
+    () => packageInvalid(`entry ${shown} holds more bytes than it declares`),
+    () => packageInvalid(`entry ${shown} holds fewer bytes than it declares`),
+  );
 }
 
 /** Writes checked entries under `dest`, which the first write creates. */
@@ -153,7 +130,7 @@ function writerInto(dest: string, layout: ArchiveLayout, signal: AbortSignal): E
       await ensureDir(path.dirname(file));
       // "wx": O_CREAT | O_EXCL, so a file is never written through something already there.
       const handle = await open(file, "wx", entry.executable ? 0o755 : 0o644);
-      await pipeline(content, new DeclaredSize(entry), handle.createWriteStream(), { signal });
+      await pipeline(content, declaredSize(entry), handle.createWriteStream(), { signal });
     },
   };
 }

@@ -6,7 +6,6 @@
  * bomb stops at the bound instead of being inflated to its end.
  */
 import { createReadStream } from "node:fs";
-import { Transform, type TransformCallback } from "node:stream";
 import { createGunzip } from "node:zlib";
 import { Parser, type ReadEntry } from "tar";
 import {
@@ -18,6 +17,7 @@ import {
   packageInvalid,
   showName,
 } from "./archive-entries.ts";
+import { ByteCount } from "./byte-count.ts";
 
 /** Bytes of tar structure (headers, padding, PAX records) allowed on top of the files' sizes. */
 function structureAllowance(limits: PackageLimits): number {
@@ -47,24 +47,6 @@ function entryKind(type: string): { kind: EntryKind; detail?: string } {
   }
 }
 
-/** Counts decompressed bytes; errors once they pass `limit`. */
-class ByteLimit extends Transform {
-  readonly #limit: number;
-  #total = 0;
-  constructor(limit: number) {
-    super();
-    this.#limit = limit;
-  }
-  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
-    this.#total += chunk.length;
-    if (this.#total > this.#limit) {
-      callback(packageInvalid("it unpacks to more than the 1 GiB limit"));
-      return;
-    }
-    callback(null, chunk);
-  }
-}
-
 /**
  * Feeds the archive at `file` through gunzip into a strict node-tar parser and calls `onEntry`
  * for every entry, waiting for the promise it returns (the parser does not move on to the next
@@ -80,7 +62,10 @@ function walkTarGz(
   return new Promise<void>((resolve, reject) => {
     const source = createReadStream(file);
     const gunzip = createGunzip();
-    const limit = new ByteLimit(limits.maxUnpackedBytes + structureAllowance(limits));
+    // Counts decompressed bytes.
+    const limit = new ByteCount(limits.maxUnpackedBytes + structureAllowance(limits), () =>
+      packageInvalid("it unpacks to more than the 1 GiB limit"),
+    );
     let failed = false;
     const fail = (error: unknown): void => {
       if (failed) return;
