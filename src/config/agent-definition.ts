@@ -1,4 +1,5 @@
 import type { InstalledPackageInfo } from "../core/agent-status.ts";
+import type { InvalidDefinition } from "../core/lifecycle-model.ts";
 
 /**
  * The validated, frozen form of one agent definition (SPEC §2). Produced once
@@ -82,15 +83,11 @@ export interface AgentDefinition {
 /** One entry found by discovery: usable, or INVALID with a message naming file, key and problem. */
 export type DiscoveredAgent =
   | { readonly kind: "valid"; readonly definition: AgentDefinition }
-  | {
+  | ({
       readonly kind: "invalid";
       readonly name: string;
-      readonly configPath: string;
       readonly dir: string;
-      /** "<file>: <key path>: <problem>" (with line for TOML syntax errors). */
-      readonly message: string;
-      readonly warnings: readonly string[];
-    };
+    } & InvalidDefinition);
 
 /** The default `[deployment].command` (SPEC §2); `atoll-agent` resolves to the bundled runtime. */
 export const DEFAULT_COMMAND: readonly string[] = Object.freeze([
@@ -108,12 +105,7 @@ export const DEFAULT_COMMAND: readonly string[] = Object.freeze([
  */
 export type DefinitionEntry =
   | { readonly kind: "valid"; readonly definition: AgentDefinition }
-  | {
-      readonly kind: "invalid";
-      readonly configPath: string;
-      readonly message: string;
-      readonly warnings: readonly string[];
-    };
+  | ({ readonly kind: "invalid" } & InvalidDefinition);
 
 /** The name of a discovered agent, valid or not. */
 export function discoveredName(found: DiscoveredAgent): string {

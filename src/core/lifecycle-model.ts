@@ -35,7 +35,7 @@ export interface LifecycleSettings {
 /** A definition that cannot be used, as discovery reported it. */
 export interface InvalidDefinition {
   readonly configPath: string;
-  /** `<file>: <key path>: <problem>`. */
+  /** `<file>: <key path>: <problem>` (with the line for TOML syntax errors). */
   readonly message: string;
   readonly warnings: readonly string[];
 }
