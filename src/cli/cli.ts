@@ -3,7 +3,7 @@
  * commands (connection set-up, output streams and styles, the command, closing the client).
  * Everything it touches comes in through `CliIo`, so tests can run it in-process.
  */
-import { readFileSync } from "node:fs";
+import { createRequire } from "node:module";
 import os from "node:os";
 import {
   type ContextsFile,
@@ -44,10 +44,13 @@ function homeDir(io: CliIo): string {
   return io.env.HOME ?? os.homedir();
 }
 
-/** The package version, from package.json next to the sources. */
+/**
+ * The package version, from the package's own package.json. Found by the package's name (a
+ * self-reference through `exports["./package.json"]`), so it works from the sources and from the
+ * compiled `dist/src/`, which sit at different depths below it.
+ */
 export function packageVersion(): string {
-  const url = new URL("../../package.json", import.meta.url);
-  const pkg = JSON.parse(readFileSync(url, "utf8")) as { version?: unknown };
+  const pkg = createRequire(import.meta.url)("atoll-deploy/package.json") as { version?: unknown };
   return typeof pkg.version === "string" ? pkg.version : "unknown";
 }
 

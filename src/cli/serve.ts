@@ -33,7 +33,9 @@ import type { FatalHandler } from "./crash-guard.ts";
 import { parseServeFlags, SERVE_USAGE } from "./serve-flags.ts";
 
 /** Absolute path of the bundled `atoll-agent` entry point. */
-const BUNDLED_AGENT = fileURLToPath(new URL("../../bin/atoll-agent.js", import.meta.url));
+const BUNDLED_AGENT = fileURLToPath(
+  new URL(`../agent/main${import.meta.url.endsWith(".ts") ? ".ts" : ".js"}`, import.meta.url),
+);
 
 /** How long in-flight RPCs get to finish during a shutdown before connections are cut. */
 const RPC_DRAIN_GRACE_MS = 5_000;
