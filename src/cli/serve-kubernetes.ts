@@ -100,7 +100,7 @@ export async function serveOnKubernetes(input: KubernetesServeInput): Promise<nu
       backend,
       clock: systemClock,
       logger,
-      listen: config.listen,
+      listen: config.listen ?? "127.0.0.1:50051", // always set from the CLI
       authToken: input.authToken,
       tlsCert: config.tlsCert,
       tlsKey: config.tlsKey,

@@ -273,7 +273,7 @@ export async function runServe(io: ServeIo): Promise<number> {
       backend,
       clock: systemClock,
       logger,
-      listen: config.listen,
+      listen: config.listen ?? "127.0.0.1:50051", // always set from the CLI
       authToken,
       tlsCert: config.tlsCert,
       tlsKey: config.tlsKey,

@@ -22,8 +22,11 @@ export interface ServerConfig {
   readonly maxRestarts: number;
   /** Absolute path of the discovery root; default `<cwd>/atoll_agents`. */
   readonly agentsDirectory: string;
-  /** gRPC address, `host:port` or `unix:/path`; default "127.0.0.1:50051". */
-  readonly listen: string;
+  /**
+   * gRPC address, `host:port` or `unix:/path`; default "127.0.0.1:50051". Undefined: no gRPC
+   * listener (the default of an embedded `DeploymentServer`, which opens no socket unasked).
+   */
+  readonly listen: string | undefined;
   /** Absolute path of the state directory (state.json, logs/). */
   readonly stateDir: string;
   readonly authTokenFile: string | undefined;
