@@ -3,8 +3,8 @@
  * commands (connection set-up, output streams and styles, the command, closing the client).
  * Everything it touches comes in through `CliIo`, so tests can run it in-process.
  */
-import { createRequire } from "node:module";
 import os from "node:os";
+import { packageVersion } from "../platform/package-version.ts";
 import {
   type ContextsFile,
   ContextsFileError,
@@ -42,16 +42,6 @@ export interface CliIo {
 
 function homeDir(io: CliIo): string {
   return io.env.HOME ?? os.homedir();
-}
-
-/**
- * The package version, from the package's own package.json. Found by the package's name (a
- * self-reference through `exports["./package.json"]`), so it works from the sources and from the
- * compiled `dist/src/`, which sit at different depths below it.
- */
-export function packageVersion(): string {
-  const pkg = createRequire(import.meta.url)("atoll-deploy/package.json") as { version?: unknown };
-  return typeof pkg.version === "string" ? pkg.version : "unknown";
 }
 
 function output(options: ClientOptions, io: CliIo): Output {
