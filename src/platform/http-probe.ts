@@ -4,7 +4,10 @@
  * between probes and a dead agent's socket is never reused.
  */
 
-import { request } from "node:http";
+// Not `import { request } from "node:http"`: Node builds the ESM namespace of node:http by
+// reading every export, and its lazy `WebSocket` getter then loads undici, about 13 MiB of RSS.
+// The CommonJS exports object reads nothing.
+const { request } = process.getBuiltinModule("node:http");
 
 /** Options of {@link probeHttp}. */
 export interface ProbeOptions {
