@@ -25,13 +25,13 @@ import { DeployError } from "../core/errors.ts";
 import { agentStateFromProto, packageFormatFromProto } from "./agent-convert.ts";
 import { AgentEncoder } from "./agent-encoding.ts";
 import type { CallContext, ServiceHandlers } from "./grpc-adapter.ts";
+import { SnapshotGate } from "./snapshot-gate.ts";
 import {
   DEFAULT_LOG_FOLLOW_CAP,
   DEFAULT_WATCH_CAP,
   type StreamCap,
   StreamLimiter,
 } from "./stream-limits.ts";
-import { SnapshotGate } from "./snapshot-gate.ts";
 import { WatchQueue } from "./watch-queue.ts";
 
 /** Lines per StreamLogs message. */
