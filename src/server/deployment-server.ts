@@ -118,7 +118,7 @@ export class DeploymentServer {
 
   async #start(): Promise<void> {
     this.#phase = "starting";
-    const { loaded, logger, clock, env } = this.#setup;
+    const { loaded, logger } = this.#setup;
     const { config } = loaded;
     for (const warning of loaded.warnings) logger.warn(warning);
     logger.info("effective configuration", {
@@ -132,52 +132,10 @@ export class DeploymentServer {
       return;
     }
 
-    let backend: BackendPart;
-    let authToken: string | undefined;
+    const authToken = this.#readToken();
+    const backend = await this.#openBackend();
     try {
-      // Read once, strictly: a token that could never authenticate stops the start.
-      if (config.authTokenFile !== undefined) {
-        const read = readAuthToken(config.authTokenFile);
-        authToken = read.token;
-        for (const warning of read.warnings) logger.warn(warning);
-      }
-      // ── Backend selection ─────────────────────────────────────────────────────────────
-      // The one place that chooses which AgentBackend runs the agents (DESIGN.md, "Backends,
-      // not branches"). The Kubernetes part is loaded on demand, so a local server never loads
-      // the Kubernetes client.
-      if (config.backend === "kubernetes") {
-        const { openKubernetesBackend } = await import("./kubernetes-backend.ts");
-        backend = await openKubernetesBackend({ config, clock, logger, version: packageVersion() });
-      } else {
-        backend = await openLocalBackend({ config, clock, logger, env });
-      }
-      // ──────────────────────────────────────────────────────────────────────────────────
-    } catch (error) {
-      this.#phase = "stopped";
-      if (isConfigError(error)) {
-        throw new DeployError("INVALID_ARGUMENT", error.message, {}, { cause: error });
-      }
-      if (error instanceof BackendStartFailed) {
-        throw new DeployError("SERVER_START_FAILED", error.message, {}, { cause: error });
-      }
-      throw error;
-    }
-
-    // The listeners, each serving the backend.
-    try {
-      if (config.listen !== undefined) {
-        const { startGrpcListener } = await import("./grpc-listener.ts");
-        this.#listeners.push(
-          await startGrpcListener({
-            address: config.listen,
-            config,
-            authToken,
-            backend: backend.backend,
-            clock,
-            logger,
-          }),
-        );
-      }
+      await this.#openListeners(backend.backend, authToken);
     } catch (error) {
       await Promise.all(this.#listeners.splice(0).map((listener) => listener.close(0)));
       await backend.abandon();
@@ -199,6 +157,72 @@ export class DeploymentServer {
       listeners: Object.fromEntries(this.#listeners.map((l) => [l.kind, l.address])),
       agents: backend.backend.list().length,
     });
+  }
+
+  /** The bearer token, read once and strictly: a token that could never authenticate stops the start. */
+  #readToken(): string | undefined {
+    const { config } = this.#setup.loaded;
+    if (config.authTokenFile === undefined) return undefined;
+    try {
+      const read = readAuthToken(config.authTokenFile);
+      for (const warning of read.warnings) this.#setup.logger.warn(warning);
+      return read.token;
+    } catch (error) {
+      this.#phase = "stopped";
+      if (isConfigError(error)) {
+        throw new DeployError("INVALID_ARGUMENT", error.message, {}, { cause: error });
+      }
+      throw error;
+    }
+  }
+
+  /**
+   * The backend part. The one place that chooses which AgentBackend runs the agents (DESIGN.md,
+   * "Backends, not branches"); the Kubernetes part is loaded on demand, so a local server never
+   * loads the Kubernetes client.
+   */
+  async #openBackend(): Promise<BackendPart> {
+    const { loaded, logger, clock, env } = this.#setup;
+    const { config } = loaded;
+    try {
+      if (config.backend === "kubernetes") {
+        const { openKubernetesBackend } = await import("./kubernetes-backend.ts");
+        return await openKubernetesBackend({ config, clock, logger, version: packageVersion() });
+      }
+      return await openLocalBackend({ config, clock, logger, env });
+    } catch (error) {
+      this.#phase = "stopped";
+      if (isConfigError(error)) {
+        throw new DeployError("INVALID_ARGUMENT", error.message, {}, { cause: error });
+      }
+      if (error instanceof BackendStartFailed) {
+        throw new DeployError("SERVER_START_FAILED", error.message, {}, { cause: error });
+      }
+      throw error;
+    }
+  }
+
+  /**
+   * The listener parts, each serving `backend`, started only when their address is configured
+   * (an embedded server opens no socket unasked). Every listener started is in `#listeners`,
+   * also when a later one fails.
+   */
+  async #openListeners(backend: AgentBackend, authToken: string | undefined): Promise<void> {
+    const { loaded, logger, clock } = this.#setup;
+    const { config } = loaded;
+    if (config.listen !== undefined) {
+      const { startGrpcListener } = await import("./grpc-listener.ts");
+      this.#listeners.push(
+        await startGrpcListener({
+          address: config.listen,
+          config,
+          authToken,
+          backend,
+          clock,
+          logger,
+        }),
+      );
+    }
   }
 
   /**
