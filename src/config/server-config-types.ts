@@ -29,10 +29,15 @@ export interface ServerConfig {
   readonly listen: string | undefined;
   /** Absolute path of the state directory (state.json, logs/). */
   readonly stateDir: string;
+  /** Absolute path of the bearer-token file; undefined: no authentication. */
   readonly authTokenFile: string | undefined;
+  /** Absolute path of the TLS certificate chain (PEM); undefined: plaintext. */
   readonly tlsCert: string | undefined;
+  /** Absolute path of the TLS private key (PEM); set exactly when `tlsCert` is. */
   readonly tlsKey: string | undefined;
+  /** Absolute path of the CA of client certificates (mutual TLS); undefined: none asked. */
   readonly tlsClientCa: string | undefined;
+  /** Daemon log level; default "info". */
   readonly logLevel: "debug" | "info" | "warn" | "error";
   /** Default size at which an agent's log is rotated, bytes; default 10 MiB (SPEC §4). */
   readonly logMaxBytes: number;
