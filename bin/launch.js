@@ -7,8 +7,12 @@
 // stack trace about a missing export or syntax) before the check could say why.
 // Keep MINIMUM equal to package.json's `engines.node` (tests/package/executables.test.ts).
 
-/** The oldest Node.js that runs atoll-deploy: 22.12 brought `util.getSystemErrorMessage`. */
-export const MINIMUM = [22, 12, 0];
+/**
+ * The oldest Node.js that runs atoll-deploy (SPEC §10: Node 22 or later; the daemon, the CLI, the
+ * agent runtime and the library were run on 22.0.0). The code keeps to 22.0's APIs: for example
+ * `util.getSystemErrorMap`, not 22.12's `getSystemErrorMessage`.
+ */
+export const MINIMUM = [22, 0, 0];
 
 /**
  * True when this Node.js is at least MINIMUM. Otherwise writes one line to stderr naming the
