@@ -90,6 +90,8 @@ export async function runServe(io: ServeIo): Promise<number> {
     return error.reason === "INVALID_ARGUMENT" ? 2 : 1;
   }
   io.stdout.write(`atoll-deploy listening on ${server.address}\n`);
+  if (server.httpUrl !== undefined)
+    io.stdout.write(`atoll-deploy dashboard on ${server.httpUrl}/\n`);
 
   const force = new AbortController();
   const stop = await Promise.race([

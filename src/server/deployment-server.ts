@@ -10,6 +10,8 @@ import { readAuthToken } from "../config/token-file.ts";
 import type { AgentBackend } from "../core/agent-backend.ts";
 import type { AgentStatus } from "../core/agent-status.ts";
 import { DeployError } from "../core/errors.ts";
+import type { AtollMetrics } from "../http/metrics.ts";
+import { observeRunnerPlatform } from "../http/observed-platform.ts";
 import { packageVersion } from "../platform/package-version.ts";
 import { type WatchEvent, type WatchOptions, watchAgents } from "./agent-watch.ts";
 import { openLocalBackend } from "./local-backend.ts";
@@ -65,6 +67,8 @@ export class DeploymentServer {
   #stopping: Promise<StopResult> | undefined;
   #backend: BackendPart | undefined;
   readonly #listeners: ListenerPart[] = [];
+  /** With `httpListen`: the metrics, fed by the backend's events and both transports' calls. */
+  #metrics: AtollMetrics | undefined;
   /** Aborted when `stop()` begins: ends the iterations of `watch()`. */
   readonly #stopped = new AbortController();
 
@@ -92,6 +96,14 @@ export class DeploymentServer {
    */
   get address(): string | undefined {
     return this.#listeners.find((listener) => listener.kind === "grpc")?.address;
+  }
+
+  /**
+   * The base URL of the HTTP listener once started with `httpListen` (`http://127.0.0.1:50052`;
+   * the dashboard is at `/`, the metrics at `/metrics`); undefined otherwise.
+   */
+  get httpUrl(): string | undefined {
+    return this.#listeners.find((listener) => listener.kind === "http")?.address;
   }
 
   /**
@@ -133,11 +145,14 @@ export class DeploymentServer {
     }
 
     const authToken = this.#readToken();
+    this.#metrics = await this.#createMetrics();
     const backend = await this.#openBackend();
+    this.#metrics?.follow(backend.backend);
     try {
       await this.#openListeners(backend.backend, authToken);
     } catch (error) {
       await Promise.all(this.#listeners.splice(0).map((listener) => listener.close(0)));
+      this.#metrics?.close();
       await backend.abandon();
       this.#phase = "stopped";
       throw new DeployError(
@@ -154,6 +169,7 @@ export class DeploymentServer {
     logger.info("listening", {
       backend: config.backend,
       address: this.address ?? null,
+      ...(this.httpUrl !== undefined && { http: this.httpUrl }),
       listeners: Object.fromEntries(this.#listeners.map((l) => [l.kind, l.address])),
       agents: backend.backend.list().length,
     });
@@ -189,7 +205,17 @@ export class DeploymentServer {
         const { openKubernetesBackend } = await import("./kubernetes-backend.ts");
         return await openKubernetesBackend({ config, clock, logger, version: packageVersion() });
       }
-      return await openLocalBackend({ config, clock, logger, env });
+      const metrics = this.#metrics;
+      return await openLocalBackend({
+        config,
+        clock,
+        logger,
+        env,
+        // The metrics observe the probes and memory readings of the agents' platform.
+        ...(metrics !== undefined && {
+          observePlatform: (platform) => observeRunnerPlatform(platform, metrics),
+        }),
+      });
     } catch (error) {
       this.#phase = "stopped";
       if (isConfigError(error)) {
@@ -210,19 +236,54 @@ export class DeploymentServer {
   async #openListeners(backend: AgentBackend, authToken: string | undefined): Promise<void> {
     const { loaded, logger, clock } = this.#setup;
     const { config } = loaded;
-    if (config.listen !== undefined) {
-      const { startGrpcListener } = await import("./grpc-listener.ts");
+    if (config.listen === undefined) return;
+    const { startGrpcListener } = await import("./grpc-listener.ts");
+    const grpc = await startGrpcListener({
+      address: config.listen,
+      config,
+      authToken,
+      backend,
+      clock,
+      logger,
+      observer: this.#metrics,
+    });
+    this.#listeners.push(grpc);
+    // SPEC §9, after gRPC: it mounts the gRPC listener's handler set, with the same token and TLS.
+    if (config.httpListen !== undefined) {
+      const { startHttpListener } = await import("./http-listener.ts");
       this.#listeners.push(
-        await startGrpcListener({
-          address: config.listen,
+        await startHttpListener({
+          address: config.httpListen,
           config,
           authToken,
-          backend,
-          clock,
+          api: grpc.api,
+          metrics: this.#metrics,
           logger,
         }),
       );
     }
+  }
+
+  /**
+   * With `httpListen`: the metrics of SPEC §9. Loaded only then, so a server without an HTTP
+   * listener never loads prom-client.
+   * @throws DeployError INVALID_ARGUMENT for `httpListen` without `listen`.
+   */
+  async #createMetrics(): Promise<AtollMetrics | undefined> {
+    const { config } = this.#setup.loaded;
+    if (config.httpListen === undefined) return undefined;
+    if (config.listen === undefined) {
+      this.#phase = "stopped";
+      throw new DeployError(
+        "INVALID_ARGUMENT",
+        "DeploymentServer option httpListen needs listen: the HTTP listener serves the gRPC listener's handlers",
+      );
+    }
+    const [{ AtollMetrics }, { DeploymentService }] = await Promise.all([
+      import("../http/metrics.ts"),
+      import("../../gen/atoll/deployment/v1/deployment_service_pb.ts"),
+    ]);
+    return new AtollMetrics({ services: [DeploymentService] });
   }
 
   /**
@@ -256,6 +317,7 @@ export class DeploymentServer {
     );
     const { killed } = await backend.close(mode, options.force ?? NEVER);
     await Promise.all(this.#listeners.map((listener) => listener.close(DRAIN_GRACE_MS)));
+    this.#metrics?.close();
     this.#phase = "stopped";
     logger.info("stopped", { killedAgents: killed });
     return { killedAgents: killed };

@@ -71,10 +71,13 @@ async function prompt(port: number, text: string): Promise<unknown> {
 }
 
 describe("the packed package", () => {
-  it("ships the compiled code, the executables, README and LICENSE, and nothing else", async () => {
+  it("ships the compiled code, the dashboard, the executables, README and LICENSE, and nothing else", async () => {
     const files = await tarballFiles(pkg.tarball);
     const outside = files.filter(
-      (f) => !/^(bin\/[a-z-]+\.js|dist\/(src|gen)\/.+\.(js|js\.map|d\.ts))$/.test(f),
+      (f) =>
+        !/^(bin\/[a-z-]+\.js|dist\/(src|gen)\/.+\.(js|js\.map|d\.ts)|dist\/dist-ui\/[\w.-]+)$/.test(
+          f,
+        ),
     );
     expect(outside).toEqual(["LICENSE", "README.md", "package.json"]);
     expect(files).toEqual(
@@ -89,6 +92,7 @@ describe("the packed package", () => {
         "dist/src/cli/main.js",
         "dist/src/agent/main.js",
         "dist/gen/atoll/deployment/v1/agent_pb.js",
+        "dist/dist-ui/index.html",
       ]),
     );
     const installed = await filesBelow(pkg.packageDir);
@@ -129,6 +133,8 @@ describe("the packed package", () => {
         agents,
         "--listen",
         "127.0.0.1:0",
+        "--http-listen",
+        "127.0.0.1:0",
         "--host",
         "127.0.0.1",
         "--base-port",
@@ -142,13 +148,23 @@ describe("the packed package", () => {
       log += chunk;
     });
     const exited = once(daemon, "exit");
-    const address = await new Promise<string>((resolve, reject) => {
-      createInterface({ input: daemon.stdout ?? process.stdin }).on("line", (line) => {
-        const match = /^atoll-deploy listening on (\S+)$/.exec(line);
-        if (match?.[1] !== undefined) resolve(match[1]);
+    const lines = createInterface({ input: daemon.stdout ?? process.stdin });
+    const printed = (pattern: RegExp) =>
+      new Promise<string>((resolve, reject) => {
+        lines.on("line", (line) => {
+          const match = pattern.exec(line);
+          if (match?.[1] !== undefined) resolve(match[1]);
+        });
+        void exited.then(() => reject(new Error(`the daemon exited before listening:\n${log}`)));
       });
-      void exited.then(() => reject(new Error(`the daemon exited before listening:\n${log}`)));
-    });
+    const [address, dashboard] = await Promise.all([
+      printed(/^atoll-deploy listening on (\S+)$/),
+      printed(/^atoll-deploy dashboard on (\S+)$/),
+    ]);
+    // The dashboard the package ships (dist/dist-ui), served by the installed daemon.
+    const page = await fetch(dashboard);
+    expect(page.status).toBe(200);
+    expect(await page.text()).toContain("<html");
 
     const deployed = await run(
       path.join(pkg.binDir, "atoll-deploy"),

@@ -31,7 +31,7 @@ const dir = ${JSON.stringify(dir)};
 mkdirSync(dir + "/agents", { recursive: true });
 let stop;
 const exited = runServe({
-  argv: ["--agents-dir", dir + "/agents", "--state-dir", dir + "/state", "--listen", "127.0.0.1:0", "--log-level", "error"],
+  argv: ["--agents-dir", dir + "/agents", "--state-dir", dir + "/state", "--listen", "127.0.0.1:0", "--http-listen", "off", "--log-level", "error"],
   env: { HOME: dir }, cwd: dir,
   stdout: { write(line) { if (line.includes("listening")) report(); return true; } },
   stderr: process.stderr,

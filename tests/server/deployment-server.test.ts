@@ -243,6 +243,35 @@ describe("DeploymentServer", () => {
     expect(await server.stop()).toEqual({ killedAgents: false });
   });
 
+  it("serves the dashboard and metrics on httpListen, which needs listen", async () => {
+    const ws = await workspace({ a: faultAgentToml("a") });
+    const alone = track(
+      new DeploymentServer({
+        agentsDirectory: ws.agentsDirectory,
+        stateDir: ws.stateDir,
+        httpListen: "127.0.0.1:0",
+        logger: recordingLogger(),
+      }),
+    );
+    const refused = await rejection(alone.start());
+    expect(refused.reason).toBe("INVALID_ARGUMENT");
+    expect(refused.message).toMatch(/httpListen needs listen/);
+    const server = track(
+      new DeploymentServer({
+        agentsDirectory: ws.agentsDirectory,
+        stateDir: path.join(ws.dir, "state2"),
+        listen: "127.0.0.1:0",
+        httpListen: "127.0.0.1:0",
+        logger: recordingLogger(),
+      }),
+    );
+    await server.start();
+    expect(server.httpUrl).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+    const metrics = await fetch(`${server.httpUrl}/metrics`);
+    expect(metrics.status).toBe(200);
+    expect(await metrics.text()).toContain('atoll_agent_state{agent="a",state="discovered"} 1');
+  });
+
   it("fails start with SERVER_START_FAILED on a busy address and starts no agent", async () => {
     const ws = await workspace({ a: faultAgentToml("a", { deployment: { autostart: "true" } }) });
     const first = track(
