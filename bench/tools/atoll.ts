@@ -49,7 +49,7 @@ const ATOLL_BIN = path.join(REPO_ROOT, "bin", "atoll-deploy.js");
 /** What the bin runs: a bench of stale or missing compiled code would measure the wrong thing. */
 const ATOLL_BUILD = path.join(REPO_ROOT, "dist", "src", "cli", "main.js");
 /** Node flags the daemon runs with: those of `npm start` and of the bin's shebang. */
-export const DAEMON_NODE_FLAGS = ["--max-semi-space-size=2"] as const;
+export const DAEMON_NODE_FLAGS = ["--max-semi-space-size=2", "--heap-growing-percent=50"] as const;
 
 /** Name of an AgentState / HealthStatus value ("RUNNING"), for reports. */
 export function stateName(value: number): string {
