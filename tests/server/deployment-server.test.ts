@@ -21,7 +21,10 @@ afterEach(async () => {
   const left = [...pids].filter(isGroupAlive);
   for (const pid of left) process.kill(-pid, "SIGKILL");
   pids.clear();
-  for (const dir of dirs.splice(0)) await rm(dir, { recursive: true, force: true });
+  // Retries: an output keeper that was just told to stop may still be removing its own files.
+  for (const dir of dirs.splice(0)) {
+    await rm(dir, { recursive: true, force: true, maxRetries: 10, retryDelay: 200 });
+  }
   expect(left).toEqual([]);
 });
 
