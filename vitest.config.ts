@@ -3,8 +3,9 @@ import { defineConfig } from "vitest/config";
 export default defineConfig({
   test: {
     include: ["tests/**/*.test.ts"],
-    // Builds the dashboard bundle (dist-ui/) that the HTTP and browser tests serve.
-    globalSetup: ["tests/global-setup.ts"],
+    // Builds the dashboard bundle (dist-ui/) that the HTTP and browser tests serve, and dist/
+    // (with its own dashboard bundle) for the tests that spawn the executables.
+    globalSetup: ["tests/global-setup.ts", "tests/build-dist.ts"],
     // Real processes and sockets: generous per-test timeouts, never fixed sleeps.
     testTimeout: 30_000,
     hookTimeout: 30_000,

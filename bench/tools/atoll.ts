@@ -1,12 +1,14 @@
 /**
- * atoll-deploy, the product under test: the real daemon (`bin/atoll-deploy.js serve`) as a child
- * of the harness, with generated agent definitions in a temp agents directory, driven over gRPC
- * with the project's typed client. Deploy/Undeploy per agent (all in parallel), GetStatus and
- * ListAgents for status.
+ * atoll-deploy, the product under test: the real daemon (`bin/atoll-deploy.js serve`, which runs
+ * the compiled build in dist/ as an installed package does; `npm run bench` builds it first) as
+ * a child of the harness, with generated agent definitions in a temp agents directory, driven
+ * over gRPC with the project's typed client. Deploy/Undeploy per agent (all in parallel),
+ * GetStatus and ListAgents for status.
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import {
   closeSync,
+  existsSync,
   mkdirSync,
   mkdtempSync,
   openSync,
@@ -44,8 +46,10 @@ export const ATOLL_DEPLOYMENT_SETTINGS = {
 } as const;
 
 const ATOLL_BIN = path.join(REPO_ROOT, "bin", "atoll-deploy.js");
+/** What the bin runs: a bench of stale or missing compiled code would measure the wrong thing. */
+const ATOLL_BUILD = path.join(REPO_ROOT, "dist", "src", "cli", "main.js");
 /** Node flags the daemon runs with: those of `npm start` and of the bin's shebang. */
-export const DAEMON_NODE_FLAGS = ["--max-semi-space-size=2"] as const;
+export const DAEMON_NODE_FLAGS = ["--max-semi-space-size=2", "--heap-growing-percent=50"] as const;
 
 /** Name of an AgentState / HealthStatus value ("RUNNING"), for reports. */
 export function stateName(value: number): string {
@@ -250,6 +254,7 @@ export class AtollTool implements Tool {
   }
 
   async unavailable(): Promise<string | undefined> {
+    if (!existsSync(ATOLL_BUILD)) return `${ATOLL_BUILD} is missing: run \`npm run build\``;
     const dir = mkdtempSync(path.join(os.tmpdir(), "bench-atoll-check-"));
     try {
       const daemon = new AtollDaemon({

@@ -2,15 +2,16 @@
  * The agent's HTTP contract (SPEC §8): `GET /status` (alias `/health`), `POST /prompt`,
  * `POST /shutdown`. Every answer is JSON; every request is logged once through `log`.
  */
-import {
-  createServer,
-  type IncomingMessage,
-  type OutgoingHttpHeaders,
-  type Server,
-  type ServerResponse,
-} from "node:http";
+
+import type { IncomingMessage, OutgoingHttpHeaders, Server, ServerResponse } from "node:http";
+import { createRequire } from "node:module";
 import type { AddressInfo } from "node:net";
 import { type LlmClient, LlmError } from "./llm-client.ts";
+
+// Not `import { createServer } from "node:http"`: Node builds the ESM namespace of node:http by
+// reading every export, and its lazy `WebSocket` getter then loads undici, about 13 MiB of RSS
+// in every agent. The CommonJS exports object (require) reads nothing.
+const { createServer } = createRequire(import.meta.url)("node:http") as typeof import("node:http");
 
 /** Largest accepted request body (1 MiB); larger bodies get 413 and are not buffered. */
 export const MAX_BODY_BYTES = 1024 * 1024;

@@ -3,8 +3,8 @@
  * commands (connection set-up, output streams and styles, the command, closing the client).
  * Everything it touches comes in through `CliIo`, so tests can run it in-process.
  */
-import { readFileSync } from "node:fs";
 import os from "node:os";
+import { packageVersion } from "../platform/package-version.ts";
 import {
   type ContextsFile,
   ContextsFileError,
@@ -42,13 +42,6 @@ export interface CliIo {
 
 function homeDir(io: CliIo): string {
   return io.env.HOME ?? os.homedir();
-}
-
-/** The package version, from package.json next to the sources. */
-export function packageVersion(): string {
-  const url = new URL("../../package.json", import.meta.url);
-  const pkg = JSON.parse(readFileSync(url, "utf8")) as { version?: unknown };
-  return typeof pkg.version === "string" ? pkg.version : "unknown";
 }
 
 function output(options: ClientOptions, io: CliIo): Output {

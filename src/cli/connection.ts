@@ -1,16 +1,15 @@
 /**
  * How the client reaches the server: the channel credentials (plaintext, or TLS with
  * `--tls-ca`, mutual with `--tls-cert`/`--tls-key`), the bearer token of `--token-file`, and a
- * factory for typed clients of `DeploymentService` built with the project's one client,
- * `createClient` from `src/rpc/grpc-client.ts`.
+ * factory for typed clients of `DeploymentService` built with the package's client,
+ * `createDeploymentClient` (`atoll-deploy/client`).
  */
 import { readFile } from "node:fs/promises";
 import { type ChannelCredentials, type ClientOptions, credentials } from "@grpc/grpc-js";
-import { DeploymentService } from "../../gen/atoll/deployment/v1/deployment_service_pb.ts";
-import { createClient, type ServiceClient } from "../rpc/grpc-client.ts";
+import { createDeploymentClient, type DeploymentClient } from "../client.ts";
 import type { ClientOptions as CliClientOptions } from "./command-line.ts";
 
-export type DeploymentClient = ServiceClient<typeof DeploymentService>;
+export type { DeploymentClient };
 
 /** What the client needs to make calls; the files it names have been read. */
 export interface Connection {
@@ -80,6 +79,10 @@ export async function openConnection(options: CliClientOptions): Promise<Connect
   return {
     address: options.server,
     metadata,
-    newClient: () => createClient(DeploymentService, options.server, creds, CHANNEL_OPTIONS),
+    newClient: () =>
+      createDeploymentClient(options.server, {
+        credentials: creds,
+        channelOptions: CHANNEL_OPTIONS,
+      }),
   };
 }

@@ -3,7 +3,6 @@
  * `process.argv`, installs signal handlers, or ends the process. `serve` goes to the daemon
  * (`serve.ts`); everything else to the client CLI (`cli.ts`).
  */
-import { runCli } from "./cli.ts";
 import { parseCommandLine } from "./command-line.ts";
 import { installCrashGuard } from "./crash-guard.ts";
 
@@ -97,6 +96,9 @@ async function main(): Promise<number> {
   // The CLI's stderr is for its own one-line messages (scripts read them); grpc-js's TLS to an
   // IP address trips a Node deprecation warning (DEP0123) that would land there.
   process.noDeprecation = true;
+  // Loaded only for client commands: the daemon would carry the client CLI (readline, the
+  // shell, formatting) for nothing.
+  const { runCli } = await import("./cli.ts");
   return runCli(line, {
     env: process.env,
     stdin: process.stdin,

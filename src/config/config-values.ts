@@ -3,7 +3,7 @@
  * messages, and the limits on durations.
  */
 
-import { getSystemErrorMessage } from "node:util";
+import { getSystemErrorMap } from "node:util";
 
 /**
  * Longest duration accepted anywhere, in seconds: Node timers fire at once (with a warning) for
@@ -101,7 +101,9 @@ function editDistance(a: string, b: string): number {
 export function osProblem(error: unknown): string {
   const { code, errno } = error as NodeJS.ErrnoException;
   if (typeof errno === "number" && typeof code === "string") {
-    return `${getSystemErrorMessage(errno)} (${code})`;
+    // getSystemErrorMap (Node 16+) rather than getSystemErrorMessage (22.12+): the package
+    // runs on every Node 22 (SPEC §10).
+    return `${getSystemErrorMap().get(errno)?.[1] ?? code} (${code})`;
   }
   return error instanceof Error ? error.message : String(error);
 }

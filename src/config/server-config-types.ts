@@ -22,14 +22,22 @@ export interface ServerConfig {
   readonly maxRestarts: number;
   /** Absolute path of the discovery root; default `<cwd>/atoll_agents`. */
   readonly agentsDirectory: string;
-  /** gRPC address, `host:port` or `unix:/path`; default "127.0.0.1:50051". */
-  readonly listen: string;
+  /**
+   * gRPC address, `host:port` or `unix:/path`; default "127.0.0.1:50051". Undefined: no gRPC
+   * listener (the default of an embedded `DeploymentServer`, which opens no socket unasked).
+   */
+  readonly listen: string | undefined;
   /** Absolute path of the state directory (state.json, logs/). */
   readonly stateDir: string;
+  /** Absolute path of the bearer-token file; undefined: no authentication. */
   readonly authTokenFile: string | undefined;
+  /** Absolute path of the TLS certificate chain (PEM); undefined: plaintext. */
   readonly tlsCert: string | undefined;
+  /** Absolute path of the TLS private key (PEM); set exactly when `tlsCert` is. */
   readonly tlsKey: string | undefined;
+  /** Absolute path of the CA of client certificates (mutual TLS); undefined: none asked. */
   readonly tlsClientCa: string | undefined;
+  /** Daemon log level; default "info". */
   readonly logLevel: "debug" | "info" | "warn" | "error";
   /** Default size at which an agent's log is rotated, bytes; default 10 MiB (SPEC §4). */
   readonly logMaxBytes: number;

@@ -9,10 +9,13 @@ import { describeValue } from "./config-values.ts";
 import type { ServerConfigKeyInfo } from "./server-config-keys.ts";
 import { checkValue, serverValueSpec } from "./value-schema.ts";
 
-/** Where a value came from; `label` names it in messages. */
+/**
+ * Where a value came from; `label` names it in messages. `option`: set in code by a program
+ * embedding the server, typed like the file's values and checked as strictly.
+ */
 export type ValueOrigin =
   | { readonly source: "file"; readonly file: string; readonly key: string; readonly label: string }
-  | { readonly source: "env" | "flag"; readonly key: string; readonly label: string };
+  | { readonly source: "env" | "flag" | "option"; readonly key: string; readonly label: string };
 
 /** A value in its final form: paths absolute, durations still in seconds. */
 export type ConfigValue = string | number | boolean;
@@ -32,9 +35,9 @@ export function failAt(origin: ValueOrigin, problem: string): never {
 }
 
 /**
- * Converts `raw` (a JSON value from the file, a string from the environment, a string or a
- * boolean from a flag) to the key's type and checks its range.
- * @returns undefined only for `null` in the file for a key whose default is "none".
+ * Converts `raw` (a JSON value from the file or an option, a string from the environment, a
+ * string or a boolean from a flag) to the key's type and checks its range.
+ * @returns undefined only for `null` in the file or an option for a key whose default is "none".
  * @throws ConfigError naming `origin`.
  */
 export function convertValue(
@@ -43,8 +46,10 @@ export function convertValue(
   origin: ValueOrigin,
   paths: PathContext,
 ): ConfigValue | undefined {
-  const fromText = typeof raw === "string" && origin.source !== "file";
-  if (raw === null && origin.source === "file" && info.defaultText === "none") return undefined;
+  // Text from the environment or a flag is parsed; the file and options must hold the type.
+  const fromText = typeof raw === "string" && (origin.source === "env" || origin.source === "flag");
+  const typed = origin.source === "file" || origin.source === "option";
+  if (raw === null && typed && info.defaultText === "none") return undefined;
   switch (info.type) {
     case "boolean": {
       if (typeof raw === "boolean") return raw;

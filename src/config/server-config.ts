@@ -39,8 +39,8 @@ import { SERVER_VALUES } from "./value-schema.ts";
 /** Default of `max_package_bytes`: 100 MiB (SPEC §3; the value schema's default). */
 export const DEFAULT_MAX_PACKAGE_BYTES = SERVER_VALUES.max_package_bytes.default;
 
-/** Which source supplied a key's effective value. */
-export type ConfigSource = "default" | "file" | "env" | "flag";
+/** Which source supplied a key's effective value (`option`: set in code, see `options`). */
+export type ConfigSource = "default" | "file" | "env" | "flag" | "option";
 
 /** Input of `loadServerConfig`; the CLI gathers it, so this module reads no global state. */
 export interface ServerConfigInput {
@@ -57,6 +57,18 @@ export interface ServerConfigInput {
   readonly homeDir: string;
   /** The `--config` file; when given it must exist. Default `<homeDir>/.ollama_server/.ollama_config.json`, which may be missing. */
   readonly configFile?: string | undefined;
+  /**
+   * Values set in code by a program embedding the server (`DeploymentServer`), by key, typed as
+   * in the file's `deployment` object and checked as strictly. When given, they take the file's
+   * place: no config file is read (`configFile` is ignored). `label(key)` names a value in
+   * messages.
+   */
+  readonly options?:
+    | {
+        readonly values: Readonly<Partial<Record<ServerConfigKey, unknown>>>;
+        readonly label: (key: ServerConfigKey) => string;
+      }
+    | undefined;
 }
 
 /** Result of `loadServerConfig`. */
@@ -93,8 +105,17 @@ export function loadServerConfig(input: ServerConfigInput): LoadedServerConfig {
   const warnings: string[] = [];
   const layers: Map<ServerConfigKey, Setting>[] = [];
 
-  const file = readConfigFile(input, warnings);
+  const file = input.options === undefined ? readConfigFile(input, warnings) : undefined;
   const fileLayer = new Map<ServerConfigKey, Setting>();
+  for (const [key, raw] of Object.entries(input.options?.values ?? {})) {
+    if (raw === undefined || !isServerConfigKey(key)) continue;
+    const label = input.options?.label(key) ?? key;
+    const origin: ValueOrigin = { source: "option", key: label, label };
+    fileLayer.set(key, {
+      value: convertValue(serverConfigKeyInfo(key), raw, origin, paths),
+      origin,
+    });
+  }
   for (const [key, raw] of Object.entries(file?.deployment ?? {})) {
     if (!isServerConfigKey(key)) continue;
     const origin: ValueOrigin = {
@@ -292,22 +313,21 @@ function unknownEnvWarnings(env: NodeJS.ProcessEnv): string[] {
 }
 
 /**
- * The effective configuration, one `key = value` line per key in table order, with the source
- * of each value when `sources` is given (`base_port = 8100 (default)`). Durations in seconds,
- * unset values as `none`. Nothing here is secret: `auth_token_file` and the TLS key are shown
- * as paths; the token and key contents are never read by this module.
+ * The effective configuration as one value per key, in table order and as the file writes it:
+ * durations in seconds, sizes in bytes, unset values as `null`. For structured logs (one field per key).
+ * Nothing here is secret: `auth_token_file` and the TLS key are paths; the token and key contents
+ * are never read by this module.
  */
-export function describeConfig(
+export function configFields(
   config: ServerConfig,
-  sources?: Readonly<Record<ServerConfigKey, ConfigSource>>,
-): string {
+): Readonly<Record<ServerConfigKey, string | number | boolean | null>> {
   const values: Record<ServerConfigKey, string | number | boolean | undefined> = {
     enabled: config.enabled,
     host: config.host,
     base_port: config.basePort,
     max_port: config.maxPort,
     max_agents: config.maxAgents,
-    health_check_interval: `${config.healthCheckIntervalMs / 1000} s`,
+    health_check_interval: config.healthCheckIntervalMs / 1000,
     restart_on_failure: config.restartOnFailure,
     max_restarts: config.maxRestarts,
     agents_directory: config.agentsDirectory,
@@ -321,14 +341,32 @@ export function describeConfig(
     log_max_bytes: `${config.logMaxBytes} bytes`,
     log_keep: config.logKeep,
     http_listen: config.httpListen ?? HTTP_LISTEN_OFF,
-    max_package_bytes: `${config.maxPackageBytes} bytes`,
+    max_package_bytes: config.maxPackageBytes,
     backend: config.backend,
     kubeconfig: config.kubeconfig,
     namespace: config.namespace,
   };
+  return Object.fromEntries(
+    SERVER_CONFIG_KEYS.map(({ key }) => [key, values[key] ?? null]),
+  ) as Record<ServerConfigKey, string | number | boolean | null>;
+}
+
+/**
+ * The effective configuration, one `key = value` line per key in table order, with the source
+ * of each value when `sources` is given (`base_port = 8100 (default)`). Durations in seconds
+ * (`30 s`), sizes in bytes (`104857600 bytes`), unset values as `none`. For people; logs take `configFields`.
+ */
+export function describeConfig(
+  config: ServerConfig,
+  sources?: Readonly<Record<ServerConfigKey, ConfigSource>>,
+): string {
+  const fields = configFields(config);
   return SERVER_CONFIG_KEYS.map(({ key }) => {
-    const value = values[key];
+    const value = fields[key];
+    const unit =
+      key === "health_check_interval" ? " s" : key === "max_package_bytes" ? " bytes" : "";
+    const shown = value === null ? "none" : `${value}${unit}`;
     const source = sources === undefined ? "" : ` (${sources[key]})`;
-    return `${key} = ${value === undefined ? "none" : String(value)}${source}`;
+    return `${key} = ${shown}${source}`;
   }).join("\n");
 }

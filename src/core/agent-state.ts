@@ -3,6 +3,7 @@
  * the one function allowed to change an agent's state (docs/lifecycle.md).
  */
 
+/** An agent's process state (SPEC §4): the proto `AgentState` without its `AGENT_STATE_` prefix. */
 export type AgentStateName =
   | "DISCOVERED"
   | "STARTING"
@@ -13,6 +14,7 @@ export type AgentStateName =
   | "FAILED"
   | "INVALID";
 
+/** An agent's health (SPEC §4): the proto `HealthStatus` without its `HEALTH_STATUS_` prefix. */
 export type HealthName = "UNKNOWN" | "HEALTHY" | "UNHEALTHY";
 
 /** States that count against `max_agents` and hold a port lease. */

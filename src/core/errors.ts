@@ -58,11 +58,23 @@ export type DeployErrorCode =
   /** Another install or remove of the same agent is under way. ABORTED. */
   | "INSTALL_IN_PROGRESS"
   /** Too many installs are under way at once. RESOURCE_EXHAUSTED. */
-  | "TOO_MANY_INSTALLS";
+  | "TOO_MANY_INSTALLS"
+  /** An embedded server was asked for agents before `start()`, or is disabled. UNAVAILABLE. */
+  | "SERVER_NOT_STARTED"
+  /**
+   * An embedded server could not start for a reason other than its configuration: the address
+   * is in use, a TLS file cannot be read, the cluster does not answer. UNAVAILABLE.
+   */
+  | "SERVER_START_FAILED";
 
-/** An expected failure, safe to show to clients: `message` must not leak internals. */
+/**
+ * An expected failure, safe to show to clients: `message` must not leak internals. The error
+ * every operation of the server (and of `DeploymentServer`) fails with; `reason` (= `code`) is
+ * the `google.rpc.ErrorInfo` reason a gRPC client receives for it.
+ */
 export class DeployError extends Error {
   override readonly name = "DeployError";
+  /** The stable UPPER_SNAKE code (`AGENT_NOT_FOUND`, ...). */
   readonly code: DeployErrorCode;
   /** Extra machine-readable facts, sent as `ErrorInfo.metadata` (for example `agent`). */
   readonly metadata: Readonly<Record<string, string>>;
@@ -76,6 +88,11 @@ export class DeployError extends Error {
     super(message, options);
     this.code = code;
     this.metadata = Object.freeze({ ...metadata });
+  }
+
+  /** The `ErrorInfo.reason` sent to gRPC clients: the same as `code`. */
+  get reason(): DeployErrorCode {
+    return this.code;
   }
 }
 

@@ -7,6 +7,7 @@ import { type Clock, systemClock } from "./clock.ts";
 /** Extra machine-readable facts attached to one log line. */
 export type LogFields = Readonly<Record<string, unknown>>;
 
+/** A structured logger: a message and machine-readable fields per call. Logging never throws. */
 export interface Logger {
   debug(msg: string, fields?: LogFields): void;
   info(msg: string, fields?: LogFields): void;
@@ -14,6 +15,7 @@ export interface Logger {
   error(msg: string, fields?: LogFields): void;
 }
 
+/** Log levels, most verbose first. */
 export type LogLevel = "debug" | "info" | "warn" | "error";
 
 export const LOG_LEVELS: readonly LogLevel[] = ["debug", "info", "warn", "error"];

@@ -3,8 +3,12 @@
  * No agent (no keep-alive pool): each probe opens and destroys its own socket, so nothing lingers
  * between probes and a dead agent's socket is never reused.
  */
+import { createRequire } from "node:module";
 
-import { request } from "node:http";
+// Not `import { request } from "node:http"`: Node builds the ESM namespace of node:http by
+// reading every export, and its lazy `WebSocket` getter then loads undici, about 13 MiB of RSS.
+// The CommonJS exports object (require) reads nothing.
+const { request } = createRequire(import.meta.url)("node:http") as typeof import("node:http");
 
 /** Options of {@link probeHttp}. */
 export interface ProbeOptions {

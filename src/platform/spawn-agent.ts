@@ -64,11 +64,12 @@ export type AgentOutput = { readonly fifo: string } | { readonly file: string };
 export type SpawnFailureReason = "EXECUTABLE_NOT_FOUND" | "PERMISSION_DENIED" | "SPAWN_FAILED";
 
 /**
- * The agent process could not be started. A DeployError with code `AGENT_START_FAILED`, so the RPC
- * layer maps it without knowing this class; `reason` doubles as the agent's `state_reason`.
+ * The agent process could not be started. A DeployError with code (and `reason`)
+ * `AGENT_START_FAILED`, so the RPC layer maps it without knowing this class; `failure` doubles as
+ * the agent's `state_reason`.
  */
 export class SpawnError extends DeployError {
-  readonly reason: SpawnFailureReason;
+  readonly failure: SpawnFailureReason;
   /** The command as given (argv[0]). */
   readonly command: string;
 
@@ -79,7 +80,7 @@ export class SpawnError extends DeployError {
     options?: ErrorOptions,
   ) {
     super("AGENT_START_FAILED", message, { reason, command }, options);
-    this.reason = reason;
+    this.failure = reason;
     this.command = command;
   }
 }

@@ -21,13 +21,24 @@ import { agentStateToProto, agentToProto, healthToProto } from "./agent-convert.
 import { EncodedMessage } from "./service-handlers.ts";
 
 /** Equal primitives, or arrays / records (`lastExit`) whose members are equal primitives. */
+// Without allocating: this runs for every agent of every ListAgents and GetStatus call.
 function sameMember(x: unknown, y: unknown): boolean {
   if (Object.is(x, y)) return true;
   if (typeof x !== "object" || typeof y !== "object" || x === null || y === null) return false;
-  if (Array.isArray(x) !== Array.isArray(y)) return false;
-  const xs = Object.entries(x);
+  if (Array.isArray(x) || Array.isArray(y)) {
+    if (!Array.isArray(x) || !Array.isArray(y) || x.length !== y.length) return false;
+    for (let i = 0; i < x.length; i++) if (!Object.is(x[i], y[i])) return false;
+    return true;
+  }
+  const xs = x as Record<string, unknown>;
   const ys = y as Record<string, unknown>;
-  return xs.length === Object.keys(y).length && xs.every(([k, v]) => Object.is(v, ys[k]));
+  let keys = 0;
+  for (const key in xs) {
+    keys += 1;
+    if (!Object.is(xs[key], ys[key])) return false;
+  }
+  for (const _ in ys) keys -= 1;
+  return keys === 0;
 }
 
 /** Member by member: a runner builds a fresh status object on every request. */

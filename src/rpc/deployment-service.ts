@@ -25,6 +25,7 @@ import { DeployError } from "../core/errors.ts";
 import { agentStateFromProto, packageFormatFromProto } from "./agent-convert.ts";
 import { AgentEncoder } from "./agent-encoding.ts";
 import type { CallContext, ServiceHandlers } from "./service-handlers.ts";
+import { SnapshotGate } from "./snapshot-gate.ts";
 import {
   DEFAULT_LOG_FOLLOW_CAP,
   DEFAULT_WATCH_CAP,
@@ -35,6 +36,13 @@ import { WatchQueue } from "./watch-queue.ts";
 
 /** Lines per StreamLogs message. */
 const LOG_BATCH_LINES = 500;
+
+/**
+ * A snapshot of every agent is reused by the watchers that start within this many ms of it at
+ * the same revision: a burst of a thousand watchers costs one encoding, not a thousand. (Fields
+ * that change without an event, such as memory_bytes, are then at most this old.)
+ */
+const SNAPSHOT_REUSE_MS = 250;
 
 export interface DeploymentServiceOptions {
   /** The agents: the local supervisor or another backend. */
@@ -134,6 +142,38 @@ export function createDeploymentService(
     "StreamLogs follow streams",
   );
   const encoder = new AgentEncoder();
+  const snapshots = new SnapshotGate();
+  let shared:
+    | {
+        readonly revision: number;
+        readonly atMs: number;
+        readonly events: ReturnType<AgentEncoder["snapshotEvents"]>;
+      }
+    | undefined;
+  /** The SNAPSHOT events of `selected` agents at `revision`. */
+  const snapshotEvents = (
+    revision: number,
+    selectAll: boolean,
+    selected: (n: string) => boolean,
+  ) => {
+    const nowMs = clock.now();
+    if (!selectAll) {
+      const statuses = backend.list().filter((status) => selected(status.name));
+      return { atMs: nowMs, events: encoder.snapshotEvents(statuses, revision, nowMs) };
+    }
+    if (
+      shared === undefined ||
+      shared.revision !== revision ||
+      nowMs - shared.atMs > SNAPSHOT_REUSE_MS
+    ) {
+      shared = {
+        revision,
+        atMs: nowMs,
+        events: encoder.snapshotEvents(backend.list(), revision, nowMs),
+      };
+    }
+    return shared;
+  };
 
   const shuttingDown = (): DeployError =>
     new DeployError("SERVER_SHUTTING_DOWN", "the server is shutting down");
@@ -258,13 +298,22 @@ export function createDeploymentService(
             time: timestampFromMs(clock.now()),
           };
         } else {
-          const statuses = backend.list().filter((status) => selected(status.name));
-          yield* encoder.snapshotEvents(statuses, sentUpTo, clock.now());
-          yield {
-            type: WatchEventType.SNAPSHOT_COMPLETE,
-            revision: BigInt(sentUpTo),
-            time: timestampFromMs(clock.now()),
-          };
+          // Changes meanwhile are queued (subscribed above) and sent after the snapshot.
+          const leave = await snapshots.enter(AbortSignal.any([context.signal, shutdownSignal]));
+          try {
+            if (shutdownSignal.aborted) throw shuttingDown();
+            if (context.signal.aborted) return;
+            sentUpTo = backend.events.revision;
+            const snapshot = snapshotEvents(sentUpTo, names.size === 0, selected);
+            yield* snapshot.events;
+            yield {
+              type: WatchEventType.SNAPSHOT_COMPLETE,
+              revision: BigInt(sentUpTo),
+              time: timestampFromMs(snapshot.atMs),
+            };
+          } finally {
+            leave();
+          }
         }
         while (!context.signal.aborted) {
           if (shutdownSignal.aborted) throw shuttingDown();

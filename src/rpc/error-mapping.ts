@@ -58,6 +58,9 @@ const GRPC_CODE: Readonly<Record<DeployErrorCode, status>> = {
   AGENT_NOT_INSTALLED: status.FAILED_PRECONDITION,
   INSTALL_IN_PROGRESS: status.ABORTED,
   TOO_MANY_INSTALLS: status.RESOURCE_EXHAUSTED,
+  // Raised by an embedded server's own methods, never by a served call.
+  SERVER_NOT_STARTED: status.UNAVAILABLE,
+  SERVER_START_FAILED: status.UNAVAILABLE,
 };
 
 /** The gRPC status code of a DeployError code. */

@@ -87,6 +87,7 @@ function isServiceError(error: unknown): error is ServiceError {
   );
 }
 
+/** Options of one call. */
 export interface ClientCallOptions {
   /** Aborting cancels the call; it then fails with RpcError CANCELLED. */
   readonly signal?: AbortSignal;
@@ -96,12 +97,16 @@ export interface ClientCallOptions {
   readonly metadata?: Metadata | Readonly<Record<string, string>>;
 }
 
+/** A unary RPC: resolves with the response, rejects with {@link RpcError}. */
 export type UnaryClientMethod<I extends DescMessage, O extends DescMessage> = (
   request: MessageInitShape<I>,
   options?: ClientCallOptions,
 ) => Promise<MessageShape<O>>;
 
-/** Iterating starts the call; leaving the loop early (break, throw) cancels it. */
+/**
+ * A server-streaming RPC: iterating starts the call; leaving the loop early (break, throw)
+ * cancels it; a failed call throws {@link RpcError} from the loop.
+ */
 export type ServerStreamingClientMethod<I extends DescMessage, O extends DescMessage> = (
   request: MessageInitShape<I>,
   options?: ClientCallOptions,

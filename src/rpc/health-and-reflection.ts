@@ -3,7 +3,12 @@
  * and a draining server can say NOT_SERVING) and server reflection v1 and v1alpha (so tools
  * such as grpcurl can call the API without the .proto files). Both use the maintained grpc-js
  * implementations; reflection is fed from the protobuf-es descriptors compiled into `gen/`.
+ *
+ * Both libraries parse .proto text with protobufjs when loaded (several MiB of memory and tens of
+ * milliseconds of start-up), so they are loaded only when a health or reflection call arrives
+ * (`lazy-service.ts`); until then only their method paths are registered.
  */
+import { createRequire } from "node:module";
 import { create, type DescFile, type DescService, toBinary } from "@bufbuild/protobuf";
 import {
   type FileDescriptorProto,
@@ -11,14 +16,16 @@ import {
   FileDescriptorSetSchema,
 } from "@bufbuild/protobuf/wkt";
 import type { Server } from "@grpc/grpc-js";
-import {
-  loadFileDescriptorSetFromBuffer,
-  type MessageTypeDefinition,
-  type PackageDefinition,
-} from "@grpc/proto-loader";
-import { ReflectionService } from "@grpc/reflection";
-import { HealthImplementation } from "grpc-health-check";
+import type { MessageTypeDefinition, PackageDefinition } from "@grpc/proto-loader";
+import type { HealthImplementation } from "grpc-health-check";
 import { file_health_v1_health } from "../../gen/health/v1/health_pb.ts";
+import { addLazyServices, type ServiceSink } from "./lazy-service.ts";
+
+// The libraries are CommonJS: loaded synchronously at the first call (serializers are sync).
+const require = createRequire(import.meta.url);
+const loadHealth = (): typeof import("grpc-health-check") => require("grpc-health-check");
+const loadProtoLoader = (): typeof import("@grpc/proto-loader") => require("@grpc/proto-loader");
+const loadReflection = (): typeof import("@grpc/reflection") => require("@grpc/reflection");
 
 /** Fully qualified name of the gRPC health service. */
 export const HEALTH_SERVICE_NAME = "grpc.health.v1.Health";
@@ -31,7 +38,8 @@ export type ServingStatus = "UNKNOWN" | "SERVING" | "NOT_SERVING";
  * each named service. Check of any other name is NOT_FOUND; Watch streams every change.
  */
 export class ServerHealth {
-  readonly #implementation: HealthImplementation;
+  /** Built at the first health call, with the status of that moment. */
+  #implementation: HealthImplementation | undefined;
   readonly #serviceNames: readonly string[];
   #status: ServingStatus;
 
@@ -43,9 +51,6 @@ export class ServerHealth {
   constructor(serviceNames: readonly string[], initial: ServingStatus = "SERVING") {
     this.#serviceNames = ["", ...serviceNames.filter((name) => name !== "")];
     this.#status = initial;
-    this.#implementation = new HealthImplementation(
-      Object.fromEntries(this.#serviceNames.map((name) => [name, initial])),
-    );
   }
 
   /** The status currently reported. */
@@ -56,7 +61,7 @@ export class ServerHealth {
   /** Reports `status` for the server and every service, notifying open Watch streams. */
   setStatus(status: ServingStatus): void {
     this.#status = status;
-    for (const name of this.#serviceNames) this.#implementation.setStatus(name, status);
+    for (const name of this.#serviceNames) this.#implementation?.setStatus(name, status);
   }
 
   /** Reports SERVING. */
@@ -70,8 +75,22 @@ export class ServerHealth {
   }
 
   /** Registers the health service on `server` (before `bindAsync`). */
-  addToServer(server: Server): void {
-    this.#implementation.addToServer(server);
+  addToServer(server: Pick<Server, "addService">): void {
+    const service = `/${HEALTH_SERVICE_NAME}`;
+    addLazyServices(
+      server,
+      [
+        { path: `${service}/Check`, requestStream: false, responseStream: false },
+        { path: `${service}/Watch`, requestStream: false, responseStream: true },
+        { path: `${service}/List`, requestStream: false, responseStream: false },
+      ],
+      (sink) => {
+        const { HealthImplementation } = loadHealth();
+        const initial = Object.fromEntries(this.#serviceNames.map((name) => [name, this.#status]));
+        this.#implementation = new HealthImplementation(initial);
+        this.#implementation.addToServer(sink as unknown as Server);
+      },
+    );
   }
 }
 
@@ -104,7 +123,7 @@ export function createReflectionPackageDefinition(files: readonly DescFile[]): P
   // descriptor is the compiler's and strict clients such as buf curl can link it.
   const descriptors = collectFileDescriptors([...files, file_health_v1_health]);
   const set = create(FileDescriptorSetSchema, { file: descriptors });
-  const loaded = loadFileDescriptorSetFromBuffer(
+  const loaded = loadProtoLoader().loadFileDescriptorSetFromBuffer(
     Buffer.from(toBinary(FileDescriptorSetSchema, set)),
   );
   const encoded = descriptors.map((file) => Buffer.from(toBinary(FileDescriptorProtoSchema, file)));
@@ -123,9 +142,23 @@ export function createReflectionPackageDefinition(files: readonly DescFile[]): P
  * and the health service. Every service in those files is listed by `list_services`, plus
  * `grpc.health.v1.Health`.
  */
-export function addReflection(server: Server, services: readonly DescService[]): void {
-  const definition = createReflectionPackageDefinition(services.map((service) => service.file));
-  new ReflectionService(definition).addToServer(server);
+export function addReflection(
+  server: Pick<Server, "addService">,
+  services: readonly DescService[],
+): void {
+  addLazyServices(
+    server,
+    ["v1", "v1alpha"].map((version) => ({
+      path: `/grpc.reflection.${version}.ServerReflection/ServerReflectionInfo`,
+      requestStream: true,
+      responseStream: true,
+    })),
+    (sink: ServiceSink) => {
+      const definition = createReflectionPackageDefinition(services.map((service) => service.file));
+      const { ReflectionService } = loadReflection();
+      new ReflectionService(definition).addToServer(sink as unknown as Server);
+    },
+  );
 }
 
 /**

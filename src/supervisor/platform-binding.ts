@@ -30,7 +30,7 @@ export function createRunnerPlatform(options: RunnerPlatformOptions): RunnerPlat
       try {
         return await spawnAgent({ argv, cwd, env, output: { fifo } });
       } catch (error) {
-        if (error instanceof SpawnError) throw new SpawnFailure(error.reason, error.message);
+        if (error instanceof SpawnError) throw new SpawnFailure(error.failure, error.message);
         throw error;
       }
     },

@@ -69,7 +69,10 @@ async function rootFileSystem(dir: string): Promise<void> {
   const app = path.join(dir, "opt/atoll-deploy");
   await cp(path.join(REPO, "bin"), path.join(app, "bin"), { recursive: true });
   await cp(path.join(REPO, "package.json"), path.join(app, "package.json"));
-  await cp(path.join(REPO, "src", "agent"), path.join(app, "src", "agent"), { recursive: true });
+  // The bin runs the compiled runtime (dist/ is built by the tests' global set-up).
+  await cp(path.join(REPO, "dist", "src", "agent"), path.join(app, "dist", "src", "agent"), {
+    recursive: true,
+  });
   await cp(
     path.join(REPO, "node_modules", "smol-toml"),
     path.join(app, "node_modules", "smol-toml"),

@@ -110,14 +110,14 @@ describe("spawnAgent", () => {
         output: { file: logPath },
       }),
     );
-    expect(onPath.reason).toBe("EXECUTABLE_NOT_FOUND");
+    expect(onPath.failure).toBe("EXECUTABLE_NOT_FOUND");
     expect(onPath.message).toContain("atoll-no-such-cmd");
     expect(isDeployError(onPath, "AGENT_START_FAILED")).toBe(true);
 
     const absolute = await spawnError(
       spawnAgent({ argv: [join(dir, "missing")], cwd: dir, env: {}, output: { file: logPath } }),
     );
-    expect(absolute.reason).toBe("EXECUTABLE_NOT_FOUND");
+    expect(absolute.failure).toBe("EXECUTABLE_NOT_FOUND");
     expect(absolute.message).toContain(join(dir, "missing"));
   });
 
@@ -129,7 +129,7 @@ describe("spawnAgent", () => {
     const error = await spawnError(
       spawnAgent({ argv: ["./agent.sh"], cwd: dir, env: {}, output: { file: join(dir, "a.log") } }),
     );
-    expect(error.reason).toBe("PERMISSION_DENIED");
+    expect(error.failure).toBe("PERMISSION_DENIED");
     expect(error.message).toContain(script);
   });
 
@@ -141,7 +141,7 @@ describe("spawnAgent", () => {
     const error = await spawnError(
       spawnAgent({ argv: [script], cwd: dir, env: {}, output: { file: join(dir, "a.log") } }),
     );
-    expect(error.reason).toBe("EXECUTABLE_NOT_FOUND");
+    expect(error.failure).toBe("EXECUTABLE_NOT_FOUND");
     expect(error.message).toContain("interpreter");
   });
 
@@ -155,7 +155,7 @@ describe("spawnAgent", () => {
         output: { file: join(dir, "a.log") },
       }),
     );
-    expect(error.reason).toBe("SPAWN_FAILED");
+    expect(error.failure).toBe("SPAWN_FAILED");
     expect(error.message).toContain(join(dir, "gone"));
   });
 
