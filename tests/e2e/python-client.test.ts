@@ -14,11 +14,20 @@ import { type Daemon, REPO, startDaemon } from "./daemon.ts";
 const run = promisify(execFile);
 const PYTHON = "/usr/bin/python3";
 let daemon: Daemon | undefined;
+/** Every daemon a test started, so that none outlives a failing test. */
+const started: Daemon[] = [];
+/** Work a test started that may still start a daemon when the test fails early. */
+let pending: Promise<unknown> | undefined;
 const cleanup: string[] = [];
 
 afterEach(async () => {
-  expect(await daemon?.stop("SIGTERM")).toBe(0);
+  await pending?.catch(() => undefined);
+  pending = undefined;
+  const main = daemon;
   daemon = undefined;
+  // A daemon already stopped (SIGKILLed by the test) resolves with its earlier exit.
+  for (const d of started.splice(0)) if (d !== main) await d.stop("SIGKILL");
+  expect(await main?.stop("SIGTERM")).toBe(0);
   for (const dir of cleanup.splice(0)) await rm(dir, { recursive: true, force: true });
 });
 
@@ -123,6 +132,7 @@ describe("a Python grpcio client", () => {
       path.join(dir, "state"),
     ];
     const first = await startDaemon(args);
+    started.push(first);
     const python = spawn(PYTHON, [
       path.join(REPO, "tests/python/deployment_client.py"),
       "--server",
@@ -144,6 +154,7 @@ describe("a Python grpcio client", () => {
         restarted = first.stop("SIGKILL").then(async () => {
           daemon = await startDaemon(args);
         });
+        pending = restarted;
       }
     });
     expect((await exited)[0]).toBe(0);
