@@ -25,8 +25,9 @@ afterEach(async () => {
   pending = undefined;
   const main = daemon;
   daemon = undefined;
-  // A daemon already stopped (SIGKILLed by the test) resolves with its earlier exit.
-  for (const d of started.splice(0)) if (d !== main) await d.stop("SIGKILL");
+  // A daemon already stopped (SIGKILLed by the test) resolves with its earlier exit; one still
+  // running stops its agents and its output keeper.
+  for (const d of started.splice(0)) if (d !== main) await d.stop("SIGTERM");
   expect(await main?.stop("SIGTERM")).toBe(0);
   for (const dir of cleanup.splice(0)) await rm(dir, { recursive: true, force: true });
 });
