@@ -184,13 +184,26 @@ describe("lifecycle reducer: failures and backoff", () => {
     });
   });
 
+  it("shows health UNKNOWN in BACKOFF, where no process is probed (issue 13)", () => {
+    const { d } = crashed();
+    expect(d.state).toMatchObject({
+      health: "UNKNOWN",
+      memoryBytes: 0,
+      label: { state: "BACKOFF" },
+    });
+    expect(d.effects("publish")).toEqual([
+      { type: "publish", previousState: "RUNNING", previousHealth: "HEALTHY" },
+    ]);
+  });
+
   it("records the exit of a process that is being reaped in BACKOFF, and nothing else", () => {
     const d = new Driver(validDefinition({ failureThreshold: 1 }));
     d.op("deploy");
     const g = d.run();
     d.send({ type: "probed", generation: g, ok: false, message: "HTTP 503" });
+    // The reason says why; health is UNKNOWN again, since no process is probed in BACKOFF.
     expect(d.state).toMatchObject({
-      health: "UNHEALTHY",
+      health: "UNKNOWN",
       label: { state: "BACKOFF", reason: "HEALTH_CHECK_FAILED" },
     });
     expect(d.effects("terminateGroup")[0]).toMatchObject({ leaderExited: false });
@@ -263,8 +276,10 @@ describe("lifecycle reducer: failures and backoff", () => {
     d.send({ type: "probed", generation: g, ok: true, message: "HTTP 200" });
     d.fire("liveness");
     d.send({ type: "memorySampled", generation: g, bytes: 5_000 });
+    // No process in BACKOFF: no memory and no health to show (the reason says why).
     expect(d.state).toMatchObject({
-      memoryBytes: 5_000,
+      memoryBytes: 0,
+      health: "UNKNOWN",
       label: { state: "BACKOFF", reason: "MEMORY_LIMIT_EXCEEDED" },
     });
   });

@@ -187,6 +187,10 @@ class World {
       expect(isLive(label.state) || phase.kind === "acquiring").toBe(true);
     }
     if (holdsSlot(phase)) expect(this.slotHeld).toBe(true);
+    // Health is known only of a process that is probed: RUNNING (and STOPPING, which follows it).
+    if (phase.kind !== "running" && phase.kind !== "stopping") {
+      expect(this.state.health).toBe("UNKNOWN");
+    }
     if (phase.kind === "idle" || phase.kind === "invalid") {
       // "No process" is said only once every process group is really gone.
       expect(this.liveGroups()).toEqual([]);
