@@ -205,6 +205,8 @@ export function onSpawnFailed<D>(
   const { phase } = t;
   if (phase.kind !== "acquiring" || phase.step !== "spawn" || phase.generation !== generation)
     return;
+  // In the daemon's log too: the cause may be on the host (a log path that is a symbolic link).
+  t.log("warn", "the agent could not be started", { reason, error: message });
   t.emit({ type: "releasePort" });
   t.emit({ type: "releaseSlot" });
   t.update({ desired: "stopped" });

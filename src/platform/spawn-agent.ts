@@ -189,10 +189,11 @@ interface OutputFds {
  */
 function openOutput(output: AgentOutput): OutputFds {
   if ("file" in output) return { out: openLogForAppend(output.file), extra: undefined };
-  const extra = openSync(output.fifo, constants.O_RDWR);
+  // Never through a symbolic link (ELOOP): one swapped in for the FIFO could lead elsewhere.
+  const extra = openSync(output.fifo, constants.O_RDWR | constants.O_NOFOLLOW);
   try {
     if (!fstatSync(extra).isFIFO()) throw new Error(`${output.fifo} is not a FIFO`);
-    return { out: openSync(output.fifo, constants.O_WRONLY), extra };
+    return { out: openSync(output.fifo, constants.O_WRONLY | constants.O_NOFOLLOW), extra };
   } catch (error) {
     closeSync(extra);
     throw error;

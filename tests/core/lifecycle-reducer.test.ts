@@ -100,6 +100,14 @@ describe("lifecycle reducer: starting", () => {
     expect(d.state.label).toMatchObject({ state: "FAILED", reason: "EXECUTABLE_NOT_FOUND" });
     expect(d.outcomeOf(w)).toMatchObject({ failure: { code: "AGENT_START_FAILED" } });
     expect(d.state.desired).toBe("stopped");
+    expect(d.effects("log")).toEqual([
+      {
+        type: "log",
+        level: "warn",
+        message: "the agent could not be started",
+        fields: { agent: "a", reason: "EXECUTABLE_NOT_FOUND", error: "no x" },
+      },
+    ]);
   });
 
   it("counts the process alive as started when HTTP probing is off", () => {
