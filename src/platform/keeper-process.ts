@@ -163,7 +163,11 @@ function stderrTail(file: string): string {
  */
 export async function endUnresponsiveKeepers(stateDir: string): Promise<number[]> {
   const ended: number[] = [];
-  for (const leader of findGroupLeadersWithEnv(KEEPER_ENV, stateDir)) {
+  // Only the daemon's user's: a process of another user copying the variable is not a keeper.
+  const uid = process.getuid?.();
+  for (const leader of findGroupLeadersWithEnv(KEEPER_ENV, stateDir, {
+    ...(uid !== undefined && { uid }),
+  })) {
     signal(-leader.stat.pid, "SIGKILL");
     await waitGone({ pid: leader.stat.pid, startTimeTicks: leader.stat.startTimeTicks }, 2_000);
     ended.push(leader.stat.pid);
