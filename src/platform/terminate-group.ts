@@ -5,7 +5,7 @@
  * may still hold the port. The tree's members come from `process-tree.ts` (cgroup, or /proc).
  */
 
-import { isProcessAlive, listGroupMembers, readProcessGroup } from "./proc-info.ts";
+import { listGroupMembers, readProcessGroup } from "./proc-info.ts";
 import type { ProcessTree } from "./process-tree.ts";
 
 /** Options of {@link terminateGroup}. */
@@ -193,21 +193,4 @@ export async function terminateTree(
     options.signal?.removeEventListener("abort", escalate);
   }
   return { members, killed };
-}
-
-/**
- * Ends what is left of process group `pgid` after its leader died unseen (while the daemon was
- * down): helpers the agent started stay in the group and may hold its port. Pid reuse cannot make
- * this hit a stranger: the kernel never hands out a pid that is still some group's id, so while no
- * process has pid `pgid`, every live member of group `pgid` is a remnant of the old agent; when a
- * process with that pid exists, the group is left alone (it is that process's, or the leader's
- * own, which adoption handles). Resolves with how many members there were (0: nothing to do).
- */
-export async function reapLeftoverGroup(pgid: number, stopTimeoutMs: number): Promise<number> {
-  if (!Number.isSafeInteger(pgid) || pgid <= 1 || isProcessAlive(pgid)) return 0;
-  // Without /proc the list is empty, so nothing is touched when remnants cannot be told apart.
-  const members = listGroupMembers(pgid).length;
-  if (members === 0) return 0;
-  await terminateGroup(pgid, { stopTimeoutMs });
-  return members;
 }
