@@ -8,7 +8,7 @@
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { once } from "node:events";
-import { readFileSync } from "node:fs";
+import { readFileSync, statSync } from "node:fs";
 import { readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { createInterface } from "node:readline";
@@ -259,5 +259,30 @@ describe("which processes are ours", () => {
     });
     expect(second.stderr()).toContain("stopping the processes of an agent recorded as stopped");
     expect(JSON.parse(await readFile(statePath, "utf8")).agents.a.desired).toBe("stopped");
+  });
+
+  it("keeps the secret in a state file only its owner reads, and it and the tokens out of logs and status", async () => {
+    const { args, statePath } = await setup(["a"]);
+    const daemon = await start(args);
+    const a = (await daemon.client.deploy({ name: "a" })).agent;
+    pids.add(a?.pid ?? 0);
+    const { secret } = await readState(statePath);
+    expect(secret).toMatch(/^[A-Za-z0-9_-]{32,}$/);
+    expect(statSync(statePath).mode & 0o077).toBe(0);
+    const environ = readFileSync(`/proc/${a?.pid}/environ`, "utf8").split("\0");
+    const token = environ.find((e) => e.startsWith("ATOLL_SUPERVISOR_TOKEN="))?.split("=")[1];
+    expect(token).toMatch(/^[A-Za-z0-9_-]{40,}$/);
+    // The agent's environment carries no path to the state dir any more.
+    expect(environ.some((e) => e.startsWith("ATOLL_SUPERVISOR_STATE_DIR="))).toBe(false);
+    const listed = JSON.stringify((await daemon.client.listAgents({})).agents, (_, v) =>
+      typeof v === "bigint" ? String(v) : v,
+    );
+    const agentStatus = await (await fetch(`http://127.0.0.1:${a?.port}/status`)).text();
+    await daemon.client.restart({ name: "a" }).then((r) => pids.add(r.agent?.pid ?? 0));
+    await stopNow(daemon);
+    for (const text of [daemon.stderr(), listed, agentStatus]) {
+      expect(text).not.toContain(secret);
+      expect(text).not.toContain(token);
+    }
   });
 });

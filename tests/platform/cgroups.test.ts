@@ -14,7 +14,13 @@ import {
   ownCgroupPath,
   parseCgroupMounts,
 } from "../../src/platform/cgroups.ts";
-import { isProcessAlive } from "../../src/platform/proc-info.ts";
+import {
+  createGroupMemoryReader,
+  isProcessAlive,
+  PAGE_SIZE_BYTES,
+  readProcStat,
+} from "../../src/platform/proc-info.ts";
+import { processTree } from "../../src/platform/process-tree.ts";
 import { spawnAgent } from "../../src/platform/spawn-agent.ts";
 import { ProcessTracker, TempDirs, waitForLogLine, waitUntil } from "./helpers.ts";
 
@@ -116,9 +122,15 @@ describe.each([2, 1] as const)("cgroup v%i as an agent's containment", (version)
       expect(agent.commandLine).toEqual([process.execPath, FAULT_AGENT]);
       expect(cgroup.pids().sort()).toEqual([agent.pid, escaped].sort());
       expect(cgroups.cgroupOf(escaped)).toMatchObject({ agent: "a", dir: cgroup.dir });
+      // Memory is the cgroup's members': with the leader gone, exactly the grandchild's.
+      process.kill(agent.pid, "SIGKILL");
+      await agent.exited;
+      await waitUntil(() => cgroup.pids().length === 1, "only the grandchild is left");
+      const tree = processTree({ cgroup });
+      expect(tree.residentBytes()).toBe((readProcStat(escaped)?.rssPages ?? -1) * PAGE_SIZE_BYTES);
+      expect(createGroupMemoryReader()(agent.pgid)).toBe(0);
       cgroup.kill();
       await waitUntil(() => !cgroup.populated(), "the cgroup is empty");
-      await agent.exited;
       await waitUntil(() => !isProcessAlive(escaped), "the escaped grandchild is gone");
       expect(cgroup.remove()).toBe(true);
       expect(cgroups.list()).toEqual([]);
