@@ -1,7 +1,7 @@
 import type { AgentCgroup, Cgroups } from "../platform/cgroups.ts";
 import { probeHttp } from "../platform/http-probe.ts";
 import type { OutputKeeper } from "../platform/output-keeper.ts";
-import { foreignListener } from "../platform/port-owner.ts";
+import { createPortOwnerCheck } from "../platform/port-owner.ts";
 import { createGroupMemoryReader } from "../platform/proc-info.ts";
 import { processTree } from "../platform/process-tree.ts";
 import { SpawnError, spawnAgent } from "../platform/spawn-agent.ts";
@@ -29,6 +29,7 @@ function message(error: unknown): string {
 /** The runner's OS facilities, bound to the real `src/platform/` modules. */
 export function createRunnerPlatform(options: RunnerPlatformOptions): RunnerPlatform {
   const groupResidentBytes = createGroupMemoryReader();
+  const foreignListener = createPortOwnerCheck();
   return {
     async spawn({ argv, cwd, env, logPath, name, logMaxBytes, logKeep }) {
       let fifo: string;

@@ -7,8 +7,8 @@ import { createServer } from "node:net";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterEach, describe, expect, it } from "vitest";
-import { foreignListener } from "../../src/platform/port-owner.ts";
-import { readProcStat } from "../../src/platform/proc-info.ts";
+import { createPortOwnerCheck, foreignListener } from "../../src/platform/port-owner.ts";
+import { readProcStat, socketInodesOnPort } from "../../src/platform/proc-info.ts";
 import { processTree } from "../../src/platform/process-tree.ts";
 import { spawnAgent } from "../../src/platform/spawn-agent.ts";
 import { terminateGroup } from "../../src/platform/terminate-group.ts";
@@ -69,5 +69,47 @@ describe("foreignListener", () => {
       expect(foreignListener(impostor.port, tree)).toBeUndefined();
     }
     await terminateGroup(agent.pgid, { stopTimeoutMs: 5_000, exited: agent.exited, tree });
+  });
+
+  it("reads the socket tables again only when the tree lost its sockets or the last read is old", async () => {
+    const dir = await dirs.make();
+    const logPath = join(dir, "agent.log");
+    const agent = await spawnAgent({
+      argv: [process.execPath, FAULT_AGENT],
+      cwd: dir,
+      env: { PORT: "0" },
+      output: { file: logPath },
+    });
+    tracker.track(agent.pid);
+    const port = Number((await waitForLogLine(logPath, /^READY (\d+)$/))[1]);
+    const tree = processTree({ group: agent.pgid });
+    let reads = 0;
+    let nowMs = 0;
+    const check = createPortOwnerCheck({
+      maxAgeMs: 1_000,
+      now: () => nowMs,
+      listeners: (p) => {
+        reads += 1;
+        return socketInodesOnPort(p, { bound: false });
+      },
+    });
+    expect(check(port, tree)).toBeUndefined();
+    expect(check(port, tree)).toBeUndefined();
+    expect(reads).toBe(1); // the tree still holds its listening socket: trusted
+    nowMs = 1_000;
+    expect(check(port, tree)).toBeUndefined();
+    expect(reads).toBe(2); // too old: read again
+    // The agent is gone and another process listens on its port: seen at once.
+    await terminateGroup(agent.pgid, { stopTimeoutMs: 5_000, exited: agent.exited, tree });
+    const server = createServer();
+    server.listen(port, "127.0.0.1");
+    await once(server, "listening");
+    try {
+      expect(check(port, tree)?.pid).toBe(process.pid);
+      expect(reads).toBe(3);
+    } finally {
+      server.close();
+      await once(server, "close");
+    }
   });
 });
