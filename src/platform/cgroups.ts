@@ -11,6 +11,7 @@
  * so its members are the agent's descendants. No controller is enabled: the cgroups are used for
  * membership and killing only.
  */
+import { spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import {
   lstatSync,
@@ -280,7 +281,8 @@ export class Cgroups {
         normal === recorded &&
         path.basename(normal) === options.baseName &&
         isDirectory(normal) &&
-        usable(hierarchy)
+        usable(hierarchy) &&
+        canJoin(normal)
       ) {
         return new Cgroups(hierarchy, normal);
       }
@@ -296,12 +298,15 @@ export class Cgroups {
         const own = ownCgroupPath(hierarchy, selfCgroup);
         if (own === undefined || !usable(hierarchy)) continue;
         const base = path.join(hierarchy.mountPoint, own, options.baseName);
+        let made = false;
         try {
           mkdirSync(base);
+          made = true;
         } catch (error) {
           if ((error as NodeJS.ErrnoException).code !== "EEXIST" || !isDirectory(base)) continue;
         }
-        return new Cgroups(hierarchy, base);
+        if (canJoin(base)) return new Cgroups(hierarchy, base);
+        if (made) removeDir(base);
       }
     }
     return undefined;
@@ -399,6 +404,31 @@ function subdirectories(dir: string): string[] {
       .map((entry) => entry.name);
   } catch {
     return [];
+  }
+}
+
+/**
+ * True when a process can be moved into a new cgroup under `base`: a mkdir can succeed where a
+ * move cannot (cgroup v2 also needs write access to the common ancestor's `cgroup.procs`), and
+ * every agent start would then fail in its trampoline. Tried once at open with the trampoline
+ * itself (a few milliseconds, one RCU grace period of the kernel's cgroup move).
+ */
+function canJoin(base: string): boolean {
+  const probe = path.join(base, `probe-${spawnId()}`);
+  try {
+    mkdirSync(probe);
+  } catch {
+    return false;
+  }
+  try {
+    const result = spawnSync(
+      TRAMPOLINE_SHELL,
+      ["-c", TRAMPOLINE_SCRIPT, "atoll-cgroup", probe, TRAMPOLINE_SHELL, "-c", "exit 0"],
+      { stdio: "ignore", timeout: 5_000 },
+    );
+    return result.status === 0;
+  } finally {
+    removeDir(probe);
   }
 }
 

@@ -122,67 +122,78 @@ describe("restoring state", () => {
     await waitUntil(() => !isGroupAlive(d.pid), "d's old group is gone");
   });
 
-  it("never adopts or signals a process of another user, even one carrying the agent's real token", async () => {
-    harness = await createHarness({ a: faultAgentToml("a") });
-    const port = harness.basePort + 5;
-    // The token leaked to a process of another user (or an agent dropped its privileges).
-    const impostor = spawn(
-      "setpriv",
-      ["--reuid", "nobody", "--regid", "nogroup", "--clear-groups", process.execPath, FAULT_AGENT],
-      {
-        detached: true,
-        stdio: ["ignore", "pipe", "ignore"],
-        env: {
-          PATH: process.env.PATH,
-          PORT: String(port),
-          ATOLL_AGENT_NAME: "a",
-          ATOLL_AGENT_PORT: String(port),
-          [SUPERVISOR_TOKEN_ENV]: harness.ownership.tokenFor("a"),
+  it.skipIf(process.getuid?.() !== 0)(
+    "never adopts or signals a process of another user, even one carrying the agent's real token",
+    async () => {
+      harness = await createHarness({ a: faultAgentToml("a") });
+      const port = harness.basePort + 5;
+      // The token leaked to a process of another user (or an agent dropped its privileges).
+      const impostor = spawn(
+        "setpriv",
+        [
+          "--reuid",
+          "nobody",
+          "--regid",
+          "nogroup",
+          "--clear-groups",
+          process.execPath,
+          FAULT_AGENT,
+        ],
+        {
+          detached: true,
+          stdio: ["ignore", "pipe", "ignore"],
+          env: {
+            PATH: process.env.PATH,
+            PORT: String(port),
+            ATOLL_AGENT_NAME: "a",
+            ATOLL_AGENT_PORT: String(port),
+            [SUPERVISOR_TOKEN_ENV]: harness.ownership.tokenFor("a"),
+          },
         },
-      },
-    );
-    strays.push(impostor);
-    await new Promise<void>((resolve) => {
-      impostor.stdout?.on("data", (chunk: Buffer) => {
-        if (chunk.toString().includes("READY")) resolve();
+      );
+      strays.push(impostor);
+      await new Promise<void>((resolve) => {
+        impostor.stdout?.on("data", (chunk: Buffer) => {
+          if (chunk.toString().includes("READY")) resolve();
+        });
       });
-    });
-    const pid = impostor.pid ?? 0;
-    const startTimeTicks = readProcessStartTime(pid);
-    const warnings: string[] = [];
-    const logger = { ...silentLogger, warn: (message: string) => warnings.push(message) };
-    const state: DaemonState = {
-      file: new StateFile(path.join(harness.dir, "state.json")),
-      ownership: harness.ownership,
-      cgroups: harness.cgroups,
-      recorded: {
-        a: {
-          desired: "running",
-          port,
-          pid,
-          startTimeTicks,
-          startTimeMs: Date.now(),
-          command: [process.execPath, FAULT_AGENT],
+      const pid = impostor.pid ?? 0;
+      const startTimeTicks = readProcessStartTime(pid);
+      const warnings: string[] = [];
+      const logger = { ...silentLogger, warn: (message: string) => warnings.push(message) };
+      const state: DaemonState = {
+        file: new StateFile(path.join(harness.dir, "state.json")),
+        ownership: harness.ownership,
+        cgroups: harness.cgroups,
+        recorded: {
+          a: {
+            desired: "running",
+            port,
+            pid,
+            startTimeTicks,
+            startTimeMs: Date.now(),
+            command: [process.execPath, FAULT_AGENT],
+          },
         },
-      },
-      revision: undefined,
-    };
-    const restored = await restoreState(
-      state,
-      harness.registry,
-      logger,
-      new AbortController().signal,
-    );
-    expect(restored).toEqual({ adopted: [], restarted: ["a"], stopped: [] });
-    expect(warnings).toContain(
-      "a process claims to be an agent of this state dir but is not proven ours; leaving it alone",
-    );
-    const started = await waitForStatus(harness.registry, "a", (s) => s.health === "HEALTHY");
-    expect(started.pid).not.toBe(pid);
-    expect(started.port).not.toBe(port);
-    expect(isSameProcess(pid, startTimeTicks ?? 0)).toBe(true);
-    const exited = once(impostor, "exit");
-    impostor.kill("SIGKILL");
-    await exited;
-  });
+        revision: undefined,
+      };
+      const restored = await restoreState(
+        state,
+        harness.registry,
+        logger,
+        new AbortController().signal,
+      );
+      expect(restored).toEqual({ adopted: [], restarted: ["a"], stopped: [] });
+      expect(warnings).toContain(
+        "a process claims to be an agent of this state dir but is not proven ours; leaving it alone",
+      );
+      const started = await waitForStatus(harness.registry, "a", (s) => s.health === "HEALTHY");
+      expect(started.pid).not.toBe(pid);
+      expect(started.port).not.toBe(port);
+      expect(isSameProcess(pid, startTimeTicks ?? 0)).toBe(true);
+      const exited = once(impostor, "exit");
+      impostor.kill("SIGKILL");
+      await exited;
+    },
+  );
 });
