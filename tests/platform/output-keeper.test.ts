@@ -289,11 +289,20 @@ describe("OutputKeeper", () => {
     for (const name of ["keeper.json.tmp", "keeper.stderr", "fifo/a"]) {
       await symlink(victim, join(keeperDir, name));
     }
+    // A FIFO path replaced by a regular file is made a FIFO again too.
+    await writeFile(join(keeperDir, "fifo", "b"), "not a FIFO\n");
     const fifo = await keeper.prepare({ name: "a", log: logPath, maxBytes: 1 << 20, keep: 1 });
     expect(lstatSync(fifo).isFIFO()).toBe(true);
+    const other = await keeper.prepare({
+      name: "b",
+      log: join(stateDir, "logs", "b.log"),
+      maxBytes: 1 << 20,
+      keep: 1,
+    });
+    expect(lstatSync(other).isFIFO()).toBe(true);
     expect(lstatSync(join(keeperDir, "keeper.stderr")).isFile()).toBe(true);
     expect(JSON.parse(await readFile(join(keeperDir, "keeper.json"), "utf8"))).toMatchObject({
-      streams: [{ name: "a" }],
+      streams: [{ name: "a" }, { name: "b" }],
     });
     expect(await readFile(victim, "utf8")).toBe("precious\n");
   });
