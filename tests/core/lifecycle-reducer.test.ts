@@ -593,6 +593,32 @@ describe("lifecycle reducer: adoption, detach and supervisor errors", () => {
     expect(d.has("persist")).toBe(true);
   });
 
+  it("keeps the command line a process was started with, for the state file (issue 13)", () => {
+    const d = new Driver();
+    d.op("deploy");
+    d.send({ type: "slotReserved" });
+    d.send({ type: "leaseGranted", port: 8100 });
+    const command = ["/usr/bin/node", "/srv/a/agent.mjs"];
+    d.send({
+      type: "spawned",
+      generation: d.spawnGeneration(),
+      pid: 100,
+      startTimeTicks: 5,
+      command,
+    });
+    expect(liveProcess(d.phase)).toMatchObject({ pid: 100, command });
+    const adopted = new Driver();
+    adopted.send({
+      type: "adopt",
+      pid: 300,
+      startTimeTicks: 9,
+      command,
+      port: 8105,
+      startTimeMs: 5,
+    });
+    expect(liveProcess(adopted.phase)).toMatchObject({ pid: 300, command, adopted: true });
+  });
+
   it("detaches: waiting callers are told, timers end, the process is left alone, later events are ignored", () => {
     const d = new Driver();
     d.op("deploy");

@@ -127,6 +127,7 @@ class World {
             generation: effect.generation,
             pid,
             startTimeTicks: 1,
+            command: ["agent", String(pid)],
           });
         }
         return;
