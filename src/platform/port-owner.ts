@@ -11,7 +11,7 @@ import {
   type PortHolder,
   socketInodesOnPort,
   socketsHeldBy,
-} from "./proc-info.ts";
+} from "./proc-sockets.ts";
 import type { ProcessTree } from "./process-tree.ts";
 
 /** Members of `tree` holding the sockets `inodes`, leader first; the inodes no member holds. */

@@ -8,12 +8,8 @@ import { existsSync, mkdirSync, rmdirSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterEach, describe, expect, it } from "vitest";
-import {
-  Cgroups,
-  type CgroupVersion,
-  ownCgroupPath,
-  parseCgroupMounts,
-} from "../../src/platform/cgroups.ts";
+import { ownCgroupPath, parseCgroupMounts } from "../../src/platform/cgroup-hierarchy.ts";
+import { Cgroups, type CgroupVersion } from "../../src/platform/cgroups.ts";
 import {
   createGroupMemoryReader,
   isProcessAlive,

@@ -8,7 +8,6 @@ import {
   commandLineMatches,
   createGroupMemoryReader,
   findGroupLeadersWithEnv,
-  findPortHolder,
   findProcessesWithEnv,
   isProcessAlive,
   isSameProcess,
@@ -21,6 +20,7 @@ import {
   readProcessUids,
   readProcStat,
 } from "../../src/platform/proc-info.ts";
+import { findPortHolder } from "../../src/platform/proc-sockets.ts";
 import { fixture, ProcessTracker, TempDirs, waitUntil } from "./helpers.ts";
 
 const dirs = new TempDirs();
