@@ -36,6 +36,8 @@ export type LifecycleEvent<D> =
       readonly type: "adopt";
       readonly pid: number;
       readonly startTimeTicks: number | undefined;
+      /** The argv it runs, as recorded when it was spawned (see `AgentProcess.command`). */
+      readonly command?: readonly string[] | undefined;
       readonly port: number;
       readonly startTimeMs: number | undefined;
     }
@@ -48,6 +50,8 @@ export type LifecycleEvent<D> =
       readonly generation: number;
       readonly pid: number;
       readonly startTimeTicks: number | undefined;
+      /** The argv it was started with (see `AgentProcess.command`). */
+      readonly command?: readonly string[] | undefined;
     }
   | {
       readonly type: "spawnFailed";

@@ -69,6 +69,11 @@ export interface AgentProcess {
   /** Also the process group id. */
   readonly pid: number;
   readonly startTimeTicks: number | undefined;
+  /**
+   * The argv it was started with (executable as run, then its arguments): recorded in the state
+   * file, so that the next daemon adopts the process only if its command line still matches.
+   */
+  readonly command?: readonly string[] | undefined;
   readonly adopted: boolean;
 }
 

@@ -3,6 +3,7 @@
  * a server shutdown, an automatic start, adopting a process that survived a daemon restart.
  * A request the agent cannot honour is answered at once and changes nothing durable.
  */
+import type { LifecycleEvent } from "./lifecycle-events.ts";
 import type { Phase, StartIntent, StopPlan } from "./lifecycle-model.ts";
 import { configInvalid, superseded } from "./lifecycle-outcomes.ts";
 import { applyLatestDefinition, beginStart } from "./lifecycle-starts.ts";
@@ -229,13 +230,8 @@ export function onAutostart<D>(t: Step<D>): void {
 }
 
 /** A process that survived a daemon restart: RUNNING, reason ADOPTED, probed at once. */
-export function onAdopt<D>(
-  t: Step<D>,
-  pid: number,
-  startTimeTicks: number | undefined,
-  port: number,
-  startTimeMs: number | undefined,
-): void {
+export function onAdopt<D>(t: Step<D>, event: Extract<LifecycleEvent<D>, { type: "adopt" }>): void {
+  const { pid, startTimeTicks, command, port, startTimeMs } = event;
   if (t.phase.kind !== "idle") {
     t.log("warn", "not adopting a process: the agent is not idle", { pid });
     return;
@@ -245,7 +241,7 @@ export function onAdopt<D>(
   const phase: Phase = {
     kind: "running",
     port,
-    process: { generation, pid, startTimeTicks, adopted: true },
+    process: { generation, pid, startTimeTicks, command, adopted: true },
     healthySinceMs: undefined,
     consecutiveFailures: 0,
   };

@@ -58,7 +58,7 @@ export function reduce<D>(
       onAutostart(t);
       break;
     case "adopt":
-      onAdopt(t, event.pid, event.startTimeTicks, event.port, event.startTimeMs);
+      onAdopt(t, event);
       break;
     case "slotReserved":
       onSlot(t, undefined);
@@ -73,7 +73,7 @@ export function reduce<D>(
       onLease(t, { failure: event.failure });
       break;
     case "spawned":
-      onSpawned(t, event.generation, event.pid, event.startTimeTicks);
+      onSpawned(t, event.generation, event.pid, event.startTimeTicks, event.command);
       break;
     case "spawnFailed":
       onSpawnFailed(t, event.generation, event.reason, event.message);

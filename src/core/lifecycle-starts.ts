@@ -156,6 +156,7 @@ export function onSpawned<D>(
   generation: number,
   pid: number,
   startTimeTicks: number | undefined,
+  command?: readonly string[],
 ): void {
   const { phase } = t;
   if (phase.kind !== "acquiring" || phase.step !== "spawn" || phase.generation !== generation) {
@@ -167,7 +168,7 @@ export function onSpawned<D>(
   const settings = t.m.definitions.inEffect?.settings;
   if (settings === undefined) throw new Error(`agent ${t.m.name}: spawned without a definition`);
   const { intent } = phase;
-  const process: AgentProcess = { generation, pid, startTimeTicks, adopted: false };
+  const process: AgentProcess = { generation, pid, startTimeTicks, command, adopted: false };
   t.update({
     desired: "running",
     startTimeMs: t.nowMs,
@@ -205,6 +206,8 @@ export function onSpawnFailed<D>(
   const { phase } = t;
   if (phase.kind !== "acquiring" || phase.step !== "spawn" || phase.generation !== generation)
     return;
+  // In the daemon's log too: the cause may be on the host (a log path that is a symbolic link).
+  t.log("warn", "the agent could not be started", { reason, error: message });
   t.emit({ type: "releasePort" });
   t.emit({ type: "releaseSlot" });
   t.update({ desired: "stopped" });

@@ -82,7 +82,8 @@ export class Step<D> {
   /**
    * Enters `phase`. With a `reason` the public state's label is set (an illegal hop throws
    * IllegalTransitionError); without one the public state must not change. Timers of the phase
-   * left behind are cancelled; health is UNKNOWN in states without a probed process.
+   * left behind are cancelled; health is UNKNOWN in states without a probed process (STARTING
+   * until its first healthy probe, BACKOFF, and the states that are not live).
    */
   moveTo(phase: Phase, reason?: string, message = ""): void {
     const before = this.#machine;
@@ -104,7 +105,7 @@ export class Step<D> {
         this.emit({ type: "cancelTimer", timer });
       }
     }
-    const resetHealth = to !== from && (!isLive(to) || to === "STARTING");
+    const resetHealth = to !== from && (!isLive(to) || to === "STARTING" || to === "BACKOFF");
     this.#machine = {
       ...before,
       phase,

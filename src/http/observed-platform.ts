@@ -37,8 +37,8 @@ export function observeRunnerPlatform(
         }
       }
     },
-    groupResidentBytes(pgid) {
-      const bytes = platform.groupResidentBytes(pgid);
+    groupResidentBytes(pgid, tree) {
+      const bytes = platform.groupResidentBytes(pgid, tree);
       observer.observeMemory(pgid, bytes);
       return bytes;
     },

@@ -5,7 +5,16 @@
  */
 import { execFile, spawn } from "node:child_process";
 import { createHash } from "node:crypto";
-import { closeSync, lstatSync, openSync, readdirSync, readFileSync, unlinkSync } from "node:fs";
+import {
+  closeSync,
+  constants,
+  lstatSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  unlinkSync,
+} from "node:fs";
 import path from "node:path";
 import type { Readable } from "node:stream";
 import { setTimeout as delay } from "node:timers/promises";
@@ -71,7 +80,10 @@ export async function spawnKeeper(
   options: SpawnKeeperOptions,
 ): Promise<{ pid: number } | "already-running"> {
   const { paths } = options;
-  const stderr = openSync(paths.stderr, "w", 0o600);
+  // Made afresh (`wx` after removing what was there): a symbolic link left at its path is
+  // removed, never followed (opening it "w" would truncate the file it points to).
+  rmSync(paths.stderr, { force: true });
+  const stderr = openSync(paths.stderr, "wx", 0o600);
   let child: ReturnType<typeof spawn>;
   try {
     child = spawn(
@@ -131,7 +143,13 @@ export async function spawnKeeper(
 
 function stderrTail(file: string): string {
   try {
-    const text = readFileSync(file, "utf8").trim();
+    const fd = openSync(file, constants.O_RDONLY | constants.O_NOFOLLOW);
+    let text: string;
+    try {
+      text = readFileSync(fd, "utf8").trim();
+    } finally {
+      closeSync(fd);
+    }
     return text === "" ? "" : `: ${text.split("\n").slice(-5).join(" | ")}`;
   } catch {
     return "";
@@ -145,7 +163,11 @@ function stderrTail(file: string): string {
  */
 export async function endUnresponsiveKeepers(stateDir: string): Promise<number[]> {
   const ended: number[] = [];
-  for (const leader of findGroupLeadersWithEnv(KEEPER_ENV, stateDir)) {
+  // Only the daemon's user's: a process of another user copying the variable is not a keeper.
+  const uid = process.getuid?.();
+  for (const leader of findGroupLeadersWithEnv(KEEPER_ENV, stateDir, {
+    ...(uid !== undefined && { uid }),
+  })) {
     signal(-leader.stat.pid, "SIGKILL");
     await waitGone({ pid: leader.stat.pid, startTimeTicks: leader.stat.startTimeTicks }, 2_000);
     ended.push(leader.stat.pid);
@@ -176,10 +198,21 @@ export function signal(pid: number, name: NodeJS.Signals): void {
   }
 }
 
-/** Makes `fifo` a FIFO (mode 0600) unless it is one; replaces anything else at that path. */
-export async function ensureFifo(fifo: string): Promise<void> {
+/**
+ * Makes `fifo` a FIFO (mode 0600) unless it is one; replaces anything else at that path (a
+ * symbolic link is removed, never followed).
+ * @returns what was replaced ("a symbolic link", "a regular file"...), or undefined.
+ */
+export async function ensureFifo(fifo: string): Promise<string | undefined> {
+  let replaced: string | undefined;
   try {
-    if (lstatSync(fifo).isFIFO()) return;
+    const found = lstatSync(fifo);
+    if (found.isFIFO()) return undefined;
+    replaced = found.isSymbolicLink()
+      ? "a symbolic link"
+      : found.isFile()
+        ? "a regular file"
+        : "not a FIFO";
     unlinkSync(fifo);
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== "ENOENT") throw error;
@@ -191,4 +224,5 @@ export async function ensureFifo(fifo: string): Promise<void> {
     // Made meanwhile by a concurrent start of the same agent.
     if (!lstatSync(fifo, { throwIfNoEntry: false })?.isFIFO()) throw error;
   }
+  return replaced;
 }

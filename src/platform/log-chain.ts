@@ -2,7 +2,8 @@
  * The chain of files of one agent log and how readers tell them apart (docs/platform.md, "Logs:
  * reading them back"): the output keeper writes `<logs>/<name>.log` and rotates it by rename
  * (`.log` → `.1` → … → `.<keep>`), so a reader may hold a file that is renamed away under it.
- * Files are known by identity (device and inode), never by path alone.
+ * Files are known by identity (device and inode), never by path alone, and only regular files
+ * are read: a symbolic link, FIFO or device in the logs directory is treated as absent.
  */
 
 /** 16 KiB: default cap of one line returned by tail or follow; longer lines are cut. */
@@ -34,6 +35,14 @@ function chainPath(logPath: string, index: number): string {
 
 export function isMissing(error: unknown): boolean {
   return (error as NodeJS.ErrnoException).code === "ENOENT";
+}
+
+/**
+ * True for the error of an `O_NOFOLLOW` open of a symbolic link (ELOOP). Readers never follow
+ * one: a link in the logs directory could otherwise show another file's content to a client.
+ */
+export function isSymlinkRefusal(error: unknown): boolean {
+  return (error as NodeJS.ErrnoException).code === "ELOOP";
 }
 
 export /** UTF-8 decoding of one line without its newline (and CR), cut to `maxLineBytes`. */

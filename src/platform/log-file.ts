@@ -4,8 +4,8 @@
  * backwards across the chain of files (`log-chain.ts`) and hands a follower the exact file and
  * offset to go on from, so nothing is lost or repeated between the two.
  */
-import { constants, mkdirSync, openSync } from "node:fs";
-import { type FileHandle, open, stat } from "node:fs/promises";
+import { closeSync, constants, fstatSync, mkdirSync, openSync } from "node:fs";
+import { type FileHandle, lstat, open } from "node:fs/promises";
 import path from "node:path";
 import {
   chainPath,
@@ -13,6 +13,7 @@ import {
   decodeLine,
   type FileId,
   isMissing,
+  isSymlinkRefusal,
   type LogPosition,
   MAX_ROTATED,
   NEWLINE,
@@ -34,17 +35,36 @@ export function agentLogPath(dir: string, name: string): string {
 /**
  * Opens (creating it and its directory if needed, mode 0640) `logPath` for appending and returns
  * the descriptor: the output of an agent spawned without an output keeper. The caller closes it.
- * @throws the fs error (EACCES, ENOSPC, EISDIR...).
+ * Never through a symbolic link, and only a regular file.
+ * @throws the fs error (EACCES, ENOSPC, EISDIR, ELOOP for a symbolic link...), or Error when the
+ *   path is not a regular file.
  */
 export function openLogForAppend(logPath: string): number {
   mkdirSync(path.dirname(logPath), { recursive: true });
-  return openSync(logPath, constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT, 0o640);
+  const fd = openSync(
+    logPath,
+    constants.O_WRONLY |
+      constants.O_APPEND |
+      constants.O_CREAT |
+      constants.O_NOFOLLOW |
+      constants.O_NONBLOCK,
+    0o640,
+  );
+  if (!fstatSync(fd).isFile()) {
+    closeSync(fd);
+    throw new Error(`${logPath} is not a regular file`);
+  }
+  return fd;
 }
 
+/**
+ * Identity and size of `file` as it is (lstat: a symbolic link is never followed); undefined
+ * when it is missing or is not a regular file, which no log reader reads.
+ */
 async function statOrUndefined(file: string): Promise<(FileId & { size: number }) | undefined> {
   try {
-    const s = await stat(file);
-    return { dev: s.dev, ino: s.ino, size: s.size };
+    const s = await lstat(file);
+    return s.isFile() ? { dev: s.dev, ino: s.ino, size: s.size } : undefined;
   } catch (error) {
     if (isMissing(error)) return undefined;
     throw error;
@@ -68,16 +88,24 @@ async function indexInChain(logPath: string, id: FileId): Promise<number | undef
   return undefined;
 }
 
-/** An open file with its identity; undefined when missing. */
+/**
+ * An open file with its identity; undefined when missing or not a regular file. Never follows
+ * a symbolic link (`O_NOFOLLOW`: ELOOP), and `O_NONBLOCK` keeps a FIFO put at the path from
+ * blocking the open: log readers read the keeper's regular files and nothing else.
+ */
 async function openFile(file: string): Promise<{ handle: FileHandle; id: FileId } | undefined> {
   let handle: FileHandle;
   try {
-    handle = await open(file, "r");
+    handle = await open(file, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
   } catch (error) {
-    if (isMissing(error)) return undefined;
+    if (isMissing(error) || isSymlinkRefusal(error)) return undefined;
     throw error;
   }
   const s = await handle.stat();
+  if (!s.isFile()) {
+    await handle.close();
+    return undefined;
+  }
   return { handle, id: { dev: s.dev, ino: s.ino } };
 }
 

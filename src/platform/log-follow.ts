@@ -3,7 +3,7 @@
  * rotations"; docs/platform.md, "Logs: reading them back"). A follower reads the file it holds
  * to its end, and goes on with the file that came after it, known by identity, never by path.
  */
-import { close, fstatSync, openSync, read, statSync, watch } from "node:fs";
+import { close, constants, fstatSync, lstatSync, openSync, read, watch } from "node:fs";
 import path from "node:path";
 import { promisify } from "node:util";
 import {
@@ -12,6 +12,7 @@ import {
   decodeLine,
   type FileId,
   isMissing,
+  isSymlinkRefusal,
   type LogPosition,
   MAX_ROTATED,
   NEWLINE,
@@ -108,22 +109,30 @@ function closeQuietly(fd: number): void {
   close(fd, () => undefined);
 }
 
-/** Opens `file` read-only now; undefined when it does not exist. */
+/**
+ * Opens `file` read-only now; undefined when it does not exist or is not a regular file (a
+ * symbolic link is never followed, a FIFO never blocks the open).
+ */
 function openNow(file: string): OpenFile | undefined {
   let fd: number;
   try {
-    fd = openSync(file, "r");
+    fd = openSync(file, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
   } catch (error) {
-    if (isMissing(error)) return undefined;
+    if (isMissing(error) || isSymlinkRefusal(error)) return undefined;
     throw error;
   }
   const s = fstatSync(fd);
+  if (!s.isFile()) {
+    closeQuietly(fd);
+    return undefined;
+  }
   return { fd, id: { dev: s.dev, ino: s.ino } };
 }
 
+/** Identity of the regular file at `file` (lstat: never followed); undefined otherwise. */
 function statNow(file: string): FileId | undefined {
-  const s = statSync(file, { throwIfNoEntry: false });
-  return s && { dev: s.dev, ino: s.ino };
+  const s = lstatSync(file, { throwIfNoEntry: false });
+  return s?.isFile() ? { dev: s.dev, ino: s.ino } : undefined;
 }
 
 /** Where `id` is in the chain now (0 = live log), or undefined when it is not in it. */
@@ -183,8 +192,8 @@ export async function* followLog(
   let from = options.from ?? "end";
   if (from === "end") {
     // Now, synchronously: what is written after this call is new, whatever the scheduling.
-    const live = statSync(logPath, { throwIfNoEntry: false });
-    from = live === undefined ? "start" : { dev: live.dev, ino: live.ino, offset: live.size };
+    const live = lstatSync(logPath, { throwIfNoEntry: false });
+    from = live?.isFile() ? { dev: live.dev, ino: live.ino, offset: live.size } : "start";
   }
   if (typeof from === "object") {
     const index = indexNow(logPath, from);

@@ -116,7 +116,14 @@ export class OutputKeeper {
       throw new Error("the output keeper is stopped");
     }
     const fifo = path.join(this.paths.fifoDir, stream.name);
-    await ensureFifo(fifo);
+    const replaced = await ensureFifo(fifo);
+    if (replaced !== undefined) {
+      this.#logger.warn("an agent's FIFO path held something else; replaced it by a FIFO", {
+        agent: stream.name,
+        fifo,
+        found: replaced,
+      });
+    }
     const spec: StreamSpec = {
       name: stream.name,
       fifo,

@@ -7,7 +7,7 @@
 
 import { createServer } from "node:net";
 import { DeployError } from "../core/errors.ts";
-import { findPortHolder } from "./proc-info.ts";
+import { findPortHolder } from "./proc-sockets.ts";
 
 /** Options of {@link PortAllocator}. */
 export interface PortAllocatorOptions {

@@ -1,11 +1,12 @@
 /**
  * Facts about processes read straight from Linux `/proc`: start times (to tell a live agent from a
- * recycled pid), process-group membership, resident memory, and which process listens on a port.
+ * recycled pid), users and command lines, environments, process-group membership and resident
+ * memory. Sockets and their holders are in `proc-sockets.ts`.
  * Every function is synchronous and cheap except the whole-`/proc` scans, which callers run at
  * most every few seconds or on error paths.
  */
 
-import { readdirSync, readFileSync, readlinkSync } from "node:fs";
+import { readdirSync, readFileSync, statSync } from "node:fs";
 
 /** The fields of `/proc/<pid>/stat` this project uses. */
 export interface ProcStat {
@@ -120,7 +121,7 @@ function signalZero(id: number): boolean {
 }
 
 /** Numeric entries of `/proc`, i.e. every visible pid; empty when `/proc` is unreadable. */
-function listPids(): number[] {
+export function listPids(): number[] {
   let names: string[];
   try {
     names = readdirSync("/proc");
@@ -206,6 +207,109 @@ export function readProcessEnvironment(pid: number): Map<string, string> | undef
   return env;
 }
 
+/** The raw `/proc/<pid>/environ` (NUL-separated `KEY=value` entries); undefined when unreadable. */
+function readEnvironBytes(pid: number): Buffer | undefined {
+  try {
+    return readFileSync(`/proc/${pid}/environ`);
+  } catch {
+    // Gone, or another user's process (without root): nothing can be said of it.
+    return undefined;
+  }
+}
+
+/** True when the NUL-separated environment block `environ` holds exactly `entry` ("K=v"). */
+function environHas(environ: Buffer, entry: Buffer): boolean {
+  for (let at = environ.indexOf(entry); at !== -1; at = environ.indexOf(entry, at + 1)) {
+    const end = at + entry.length;
+    if ((at === 0 || environ[at - 1] === 0) && (end === environ.length || environ[end] === 0)) {
+      return true;
+    }
+  }
+  return false;
+}
+
+/** Real and effective user ids of a process (`Uid:` of `/proc/<pid>/status`). */
+export interface ProcessUids {
+  readonly real: number;
+  readonly effective: number;
+}
+
+/** Parses the `Uid:` line of `/proc/<pid>/status` text; undefined without one. */
+export function parseStatusUids(text: string): ProcessUids | undefined {
+  const match = /^Uid:\s+(\d+)\s+(\d+)/m.exec(text);
+  if (match?.[1] === undefined || match[2] === undefined) return undefined;
+  return { real: Number(match[1]), effective: Number(match[2]) };
+}
+
+/** The user ids `pid` runs as; undefined when it does not exist (or vanished). */
+export function readProcessUids(pid: number): ProcessUids | undefined {
+  if (!Number.isSafeInteger(pid) || pid <= 0) return undefined;
+  try {
+    return parseStatusUids(readFileSync(`/proc/${pid}/status`, "utf8"));
+  } catch {
+    return undefined;
+  }
+}
+
+/** True when `pid` runs as `uid`, both real and effective (a setuid program does not). */
+export function runsAs(pid: number, uid: number): boolean {
+  const uids = readProcessUids(pid);
+  return uids !== undefined && uids.real === uid && uids.effective === uid;
+}
+
+/**
+ * The argument vector of `pid` (`/proc/<pid>/cmdline`); undefined when it is gone, and empty for
+ * a zombie or a kernel thread.
+ */
+export function readProcessCommandLine(pid: number): string[] | undefined {
+  let text: string;
+  try {
+    text = readFileSync(`/proc/${pid}/cmdline`, "utf8");
+  } catch {
+    return undefined;
+  }
+  if (text === "") return [];
+  const args = text.split("\0");
+  if (args.at(-1) === "") args.pop();
+  return args;
+}
+
+/**
+ * True when `actual` (a process's command line) is `expected` (the argv it was started with),
+ * allowing for a prefix the kernel or a launcher put before it: `#!` interpreters (`python3
+ * /path/agent.py ...`, `/usr/bin/env` exec'ing one) and the daemon's cgroup trampoline (`/bin/sh
+ * -c ... <cgroup> <argv...>`) all end with the argv as given. A program that rewrote its own
+ * command line (`process.title`, `setproctitle`) no longer matches.
+ */
+export function commandLineMatches(
+  expected: readonly string[],
+  actual: readonly string[],
+): boolean {
+  if (expected.length === 0 || actual.length < expected.length) return false;
+  const offset = actual.length - expected.length;
+  return expected.every((arg, i) => actual[offset + i] === arg);
+}
+
+/**
+ * Live processes carrying `key=value` in their environment and running as `uid` (real and
+ * effective), from one scan of `/proc`: the members of an agent's tree that left its process
+ * group (`setsid`), which inherit the agent's environment. The owner of `/proc/<pid>` (the
+ * effective uid) is checked before the environment is read, so other users' processes cost one
+ * stat each.
+ */
+export function findProcessesWithEnv(key: string, value: string, uid: number): ProcStat[] {
+  const entry = Buffer.from(`${key}=${value}`);
+  const found: ProcStat[] = [];
+  for (const pid of listPids()) {
+    if (statSync(`/proc/${pid}`, { throwIfNoEntry: false })?.uid !== uid) continue;
+    const environ = readEnvironBytes(pid);
+    if (environ === undefined || !environHas(environ, entry) || !runsAs(pid, uid)) continue;
+    const stat = readProcStat(pid);
+    if (stat !== undefined && !isDead(stat.state)) found.push(stat);
+  }
+  return found;
+}
+
 /** A live process-group leader and the environment it was started with. */
 export interface LeaderWithEnvironment {
   readonly stat: ProcStat;
@@ -214,15 +318,22 @@ export interface LeaderWithEnvironment {
 
 /**
  * Live process-group leaders (pid = pgid) whose environment has `key` set to `value`, from one
- * scan of `/proc`. Only leaders are read, since every agent leads its own group.
+ * scan of `/proc`; with `uid`, only those running as that user (real and effective), so that a
+ * process of another user copying the variable is never taken for one of ours.
  */
-export function findGroupLeadersWithEnv(key: string, value: string): LeaderWithEnvironment[] {
+export function findGroupLeadersWithEnv(
+  key: string,
+  value: string,
+  options: { readonly uid?: number } = {},
+): LeaderWithEnvironment[] {
   const found: LeaderWithEnvironment[] = [];
   for (const pid of listPids()) {
     const stat = readProcStat(pid);
     if (stat === undefined || stat.pgrp !== pid || isDead(stat.state)) continue;
     const env = readProcessEnvironment(pid);
-    if (env?.get(key) === value) found.push({ stat, env });
+    if (env?.get(key) !== value) continue;
+    if (options.uid !== undefined && !runsAs(pid, options.uid)) continue;
+    found.push({ stat, env });
   }
   return found;
 }
@@ -261,70 +372,4 @@ export function createGroupMemoryReader(
     }
     return (pages.get(pgid) ?? 0) * PAGE_SIZE_BYTES;
   };
-}
-
-/** A process that holds a listening TCP socket. */
-export interface PortHolder {
-  readonly pid: number;
-  /** Executable name from `/proc/<pid>/stat`. */
-  readonly command: string;
-}
-
-/** Socket inodes of TCP sockets (listening or merely bound) on local port `port`, IPv4 and IPv6. */
-function socketInodesOnPort(port: number): Set<string> {
-  const inodes = new Set<string>();
-  const wantedPort = port.toString(16).toUpperCase().padStart(4, "0");
-  for (const table of ["/proc/net/tcp", "/proc/net/tcp6"]) {
-    let text: string;
-    try {
-      text = readFileSync(table, "utf8");
-    } catch {
-      continue; // No IPv6 in this kernel, or not Linux.
-    }
-    for (const line of text.split("\n").slice(1)) {
-      // sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode ...
-      const fields = line.trim().split(/\s+/);
-      const local = fields[1];
-      const state = fields[3];
-      const inode = fields[9];
-      if (local === undefined || state === undefined || inode === undefined) continue;
-      // 0A = LISTEN, 07 = CLOSE (bound, not listening); established connections do not block bind.
-      if ((state === "0A" || state === "07") && local.endsWith(`:${wantedPort}`) && inode !== "0") {
-        inodes.add(inode);
-      }
-    }
-  }
-  return inodes;
-}
-
-/**
- * Best effort: the process holding local TCP port `port` (in this network namespace), found by
- * matching socket inodes in `/proc/net/tcp{,6}` against `/proc/<pid>/fd`. Undefined when nobody
- * visible holds it, or when `/proc` does not tell (other users' fds without root). Scans every
- * process: call it on error paths only.
- */
-export function findPortHolder(port: number): PortHolder | undefined {
-  const inodes = socketInodesOnPort(port);
-  if (inodes.size === 0) return undefined;
-  for (const pid of listPids()) {
-    let fds: string[];
-    try {
-      fds = readdirSync(`/proc/${pid}/fd`);
-    } catch {
-      continue; // Gone, or not ours to look at.
-    }
-    for (const fd of fds) {
-      let target: string;
-      try {
-        target = readlinkSync(`/proc/${pid}/fd/${fd}`);
-      } catch {
-        continue; // The fd closed while we looked.
-      }
-      const match = /^socket:\[(\d+)\]$/.exec(target);
-      if (match?.[1] !== undefined && inodes.has(match[1])) {
-        return { pid, command: readProcStat(pid)?.comm ?? "?" };
-      }
-    }
-  }
-  return undefined;
 }

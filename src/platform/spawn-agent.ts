@@ -4,11 +4,12 @@
  * life, so a daemon crash leaves the agent running for adoption by the next daemon.
  */
 
-import { accessSync, closeSync, constants, fstatSync, openSync, statSync } from "node:fs";
+import { accessSync, closeSync, constants, fstatSync, openSync, readSync, statSync } from "node:fs";
 import { delimiter, isAbsolute, join, resolve } from "node:path";
 import { execa } from "execa";
 import type { ExitRecord } from "../core/agent-state.ts";
 import { DeployError } from "../core/errors.ts";
+import type { AgentCgroup } from "./cgroups.ts";
 import { openLogForAppend } from "./log-file.ts";
 import { readProcessStartTime } from "./proc-info.ts";
 
@@ -31,6 +32,11 @@ export interface SpawnedAgent {
   readonly startTimeTicks: number | undefined;
   /** The argv[0] actually executed, after PATH lookup. */
   readonly executable: string;
+  /**
+   * The agent's argv as executed: `executable`, then its arguments (not the cgroup trampoline
+   * before it). What `/proc/<pid>/cmdline` ends with once it runs.
+   */
+  readonly commandLine: readonly string[];
   /** Resolves as soon as the process exits (never rejects). */
   readonly exited: Promise<ExitFacts>;
 }
@@ -48,6 +54,12 @@ export interface SpawnAgentOptions {
   readonly env: Readonly<Record<string, string>>;
   /** Where stdout and stderr go. */
   readonly output: AgentOutput;
+  /**
+   * The cgroup to run the agent in (a new, empty one): the agent is started through its
+   * trampoline (`/bin/sh` writes its own pid into the cgroup, then execs the agent), so that it is
+   * a member before it can fork. Its pid, group and command line are the agent's.
+   */
+  readonly cgroup?: AgentCgroup | undefined;
 }
 
 /**
@@ -97,6 +109,46 @@ function checkExecutable(path: string): "ok" | "missing" | "denied" {
 }
 
 /**
+ * The interpreter a `#!` script names (its first word), when `path` is one; undefined for a
+ * binary or an unreadable file. Checked before the spawn, so that a missing interpreter is
+ * EXECUTABLE_NOT_FOUND however the agent is started (the cgroup trampoline's exec would only
+ * exit 127).
+ */
+function shebangInterpreter(path: string): string | undefined {
+  let fd: number | undefined;
+  try {
+    fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
+    const head = Buffer.alloc(256);
+    const bytes = readSync(fd, head, 0, head.length, 0);
+    const text = head.subarray(0, bytes).toString("latin1");
+    if (!text.startsWith("#!")) return undefined;
+    const line = text.slice(2).split("\n")[0] ?? "";
+    return line.trim().split(/[ \t]+/)[0] || undefined;
+  } catch {
+    return undefined; // Unreadable: execve reports it.
+  } finally {
+    if (fd !== undefined) closeSync(fd);
+  }
+}
+
+/** The executable `path`, checked with its `#!` interpreter, if any. */
+function checked(path: string, command: string): string {
+  const interpreter = shebangInterpreter(path);
+  if (
+    interpreter !== undefined &&
+    isAbsolute(interpreter) &&
+    checkExecutable(interpreter) !== "ok"
+  ) {
+    throw new SpawnError(
+      "EXECUTABLE_NOT_FOUND",
+      command,
+      `executable not found: ${path} (its interpreter ${interpreter} is missing or not executable)`,
+    );
+  }
+  return path;
+}
+
+/**
  * Resolves argv[0] the way execvp would, but against the agent's own PATH and cwd:
  * a name without a slash is searched in `pathVariable` (an empty entry means the cwd),
  * a relative path with a slash resolves against `cwd`.
@@ -109,7 +161,7 @@ export function resolveExecutable(command: string, cwd: string, pathVariable: st
   if (command.includes("/")) {
     const path = isAbsolute(command) ? command : resolve(cwd, command);
     const verdict = checkExecutable(path);
-    if (verdict === "ok") return path;
+    if (verdict === "ok") return checked(path, command);
     throw verdict === "missing"
       ? new SpawnError("EXECUTABLE_NOT_FOUND", command, `executable not found: ${path}`)
       : new SpawnError("PERMISSION_DENIED", command, `permission denied executing ${path}`);
@@ -118,7 +170,7 @@ export function resolveExecutable(command: string, cwd: string, pathVariable: st
   for (const dir of pathVariable.split(delimiter)) {
     const path = resolve(cwd, join(dir === "" ? "." : dir, command));
     const verdict = checkExecutable(path);
-    if (verdict === "ok") return path;
+    if (verdict === "ok") return checked(path, command);
     // Like execvp: a non-executable match is reported only when no later entry is executable.
     if (verdict === "denied") denied ??= path;
   }
@@ -189,10 +241,11 @@ interface OutputFds {
  */
 function openOutput(output: AgentOutput): OutputFds {
   if ("file" in output) return { out: openLogForAppend(output.file), extra: undefined };
-  const extra = openSync(output.fifo, constants.O_RDWR);
+  // Never through a symbolic link (ELOOP): one swapped in for the FIFO could lead elsewhere.
+  const extra = openSync(output.fifo, constants.O_RDWR | constants.O_NOFOLLOW);
   try {
     if (!fstatSync(extra).isFIFO()) throw new Error(`${output.fifo} is not a FIFO`);
-    return { out: openSync(output.fifo, constants.O_WRONLY), extra };
+    return { out: openSync(output.fifo, constants.O_WRONLY | constants.O_NOFOLLOW), extra };
   } catch (error) {
     closeSync(extra);
     throw error;
@@ -272,7 +325,17 @@ export async function spawnAgent(options: SpawnAgentOptions): Promise<SpawnedAge
     );
   }
 
-  const subprocess = startWithOutput(executable, args, options, fds);
+  // In a cgroup: the trampoline joins it, then execs the agent with the same argv.
+  const trampoline = options.cgroup?.trampoline();
+  const subprocess =
+    trampoline === undefined
+      ? startWithOutput(executable, args, options, fds)
+      : startWithOutput(
+          trampoline[0] ?? "/bin/sh",
+          [...trampoline.slice(1), executable, ...args],
+          options,
+          fds,
+        );
   const pid = subprocess.pid;
   if (pid === undefined) {
     // Spawn failed; execa reports the errno through its (non-rejecting) result.
@@ -297,5 +360,5 @@ export async function spawnAgent(options: SpawnAgentOptions): Promise<SpawnedAge
     );
   });
 
-  return { pid, pgid: pid, startTimeTicks, executable, exited };
+  return { pid, pgid: pid, startTimeTicks, executable, commandLine: [executable, ...args], exited };
 }

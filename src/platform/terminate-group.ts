@@ -1,10 +1,12 @@
 /**
- * Stopping an agent's whole process group (SPEC §4): SIGTERM to the group, a grace period, SIGKILL
- * to the group, and a result only once every member (grandchildren included) is really gone, so
- * "stopped" is never reported while a helper process may still hold the port.
+ * Stopping an agent's whole process tree (SPEC §4): SIGTERM to the group (and to each member that
+ * left it, `setsid`), a grace period, SIGKILL to them all, and a result only once every member
+ * (grandchildren included) is really gone, so "stopped" is never reported while a helper process
+ * may still hold the port. The tree's members come from `process-tree.ts` (cgroup, or /proc).
  */
 
-import { isProcessAlive, listGroupMembers, readProcessGroup } from "./proc-info.ts";
+import { listGroupMembers, readProcessGroup } from "./proc-info.ts";
+import type { ProcessTree } from "./process-tree.ts";
 
 /** Options of {@link terminateGroup}. */
 export interface TerminateGroupOptions {
@@ -23,6 +25,11 @@ export interface TerminateGroupOptions {
   readonly signal?: AbortSignal;
   /** Longest pause between checks of the group once the leader is gone, in milliseconds. Default 100. */
   readonly maxPollIntervalMs?: number;
+  /**
+   * The agent's whole tree (its group is `pgid`): signalled, killed and waited for as a whole,
+   * members outside the group included. Without it, the process group alone.
+   */
+  readonly tree?: ProcessTree | undefined;
 }
 
 /** Outcome of {@link terminateGroup}. */
@@ -84,8 +91,9 @@ export async function terminateGroup(
   options: TerminateGroupOptions,
 ): Promise<TerminateResult> {
   assertSafePgid(pgid);
-  const { exited, signal } = options;
+  const { exited, signal, tree } = options;
   const maxPollIntervalMs = options.maxPollIntervalMs ?? 100;
+  const alive = (): boolean => (tree === undefined ? isGroupAlive(pgid) : tree.alive());
 
   let leaderGone = exited === undefined;
   let killed = false;
@@ -95,7 +103,13 @@ export async function terminateGroup(
   const escalate = (): void => {
     if (killed) return;
     // Members that are all zombies need no SIGKILL: they are dead already.
-    if (isGroupAlive(pgid) && signalGroup(pgid, "SIGKILL")) killed = true;
+    if (alive()) {
+      if (tree === undefined) killed = signalGroup(pgid, "SIGKILL");
+      else {
+        tree.kill();
+        killed = true;
+      }
+    }
     poke();
   };
 
@@ -114,14 +128,15 @@ export async function terminateGroup(
   if (signal?.aborted) {
     escalate();
   } else {
-    signalGroup(pgid, "SIGTERM");
+    if (tree === undefined) signalGroup(pgid, "SIGTERM");
+    else tree.signal("SIGTERM");
     graceTimer = setTimeout(escalate, options.stopTimeoutMs);
     signal?.addEventListener("abort", escalate, { once: true });
   }
 
   try {
     let pollIntervalMs = 5;
-    while (!(leaderGone && !isGroupAlive(pgid))) {
+    while (!(leaderGone && !alive())) {
       // Before the leader is reaped only its exit, the grace timer or an abort can change
       // anything, so the poll runs only when there is no leader promise to wait on.
       const pollMs = leaderGone || exited === undefined ? pollIntervalMs : undefined;
@@ -144,18 +159,38 @@ export async function terminateGroup(
 }
 
 /**
- * Ends what is left of process group `pgid` after its leader died unseen (while the daemon was
- * down): helpers the agent started stay in the group and may hold its port. Pid reuse cannot make
- * this hit a stranger: the kernel never hands out a pid that is still some group's id, so while no
- * process has pid `pgid`, every live member of group `pgid` is a remnant of the old agent; when a
- * process with that pid exists, the group is left alone (it is that process's, or the leader's
- * own, which adoption handles). Resolves with how many members there were (0: nothing to do).
+ * Ends a tree that has no leader of ours any more (what a dead agent left behind, found at a
+ * daemon's start and proven ours member by member: docs/operations.md): SIGTERM to every member,
+ * the grace, SIGKILL, and resolves once all are gone, with how many there were (0: nothing to do).
  */
-export async function reapLeftoverGroup(pgid: number, stopTimeoutMs: number): Promise<number> {
-  if (!Number.isSafeInteger(pgid) || pgid <= 1 || isProcessAlive(pgid)) return 0;
-  // Without /proc the list is empty, so nothing is touched when remnants cannot be told apart.
-  const members = listGroupMembers(pgid).length;
-  if (members === 0) return 0;
-  await terminateGroup(pgid, { stopTimeoutMs });
-  return members;
+export async function terminateTree(
+  tree: ProcessTree,
+  options: Pick<TerminateGroupOptions, "stopTimeoutMs" | "signal" | "maxPollIntervalMs">,
+): Promise<{ members: number; killed: boolean }> {
+  const members = tree.members().length;
+  if (members === 0) return { members, killed: false };
+  let killed = false;
+  const escalate = (): void => {
+    if (killed || !tree.alive()) return;
+    tree.kill();
+    killed = true;
+  };
+  let graceTimer: ReturnType<typeof setTimeout> | undefined;
+  if (options.signal?.aborted) escalate();
+  else {
+    tree.signal("SIGTERM");
+    graceTimer = setTimeout(escalate, options.stopTimeoutMs);
+    options.signal?.addEventListener("abort", escalate, { once: true });
+  }
+  try {
+    let pollIntervalMs = 5;
+    while (tree.alive()) {
+      await new Promise((resolve) => setTimeout(resolve, pollIntervalMs));
+      pollIntervalMs = Math.min(pollIntervalMs * 2, options.maxPollIntervalMs ?? 100);
+    }
+  } finally {
+    clearTimeout(graceTimer);
+    options.signal?.removeEventListener("abort", escalate);
+  }
+  return { members, killed };
 }

@@ -24,7 +24,7 @@ import { PortAllocator } from "../platform/port-allocator.ts";
 import { StateFile } from "../platform/state-file.ts";
 import { AgentRegistry } from "../supervisor/agent-registry.ts";
 import { SlotPool } from "../supervisor/agent-slots.ts";
-import { restoreState, StateSaver } from "../supervisor/daemon-state.ts";
+import { loadDaemonState, restoreState, StateSaver } from "../supervisor/daemon-state.ts";
 import { EventHub } from "../supervisor/event-hub.ts";
 import { createRunnerPlatform } from "../supervisor/platform-binding.ts";
 import type { RunnerPlatform } from "../supervisor/runner-deps.ts";
@@ -66,7 +66,12 @@ export async function openLocalBackend(options: LocalBackendOptions): Promise<Ba
   const background: Promise<unknown>[] = [];
   const force = new AbortController();
   const stateFile = new StateFile(path.join(stateDir, "state.json"));
-  const saver = new StateSaver(stateFile, () => registry, logger);
+  // [issue 13: which processes are ours; docs/operations.md] state.json is read once, before
+  // anything is spawned: its ownership secret (made and saved at the first start) proves agent
+  // processes ours, and the agents' cgroups are found from it. Both are saved with every state
+  // write; the cgroups are removed at a shutdown (left for the next daemon on a detach).
+  const daemonState = await loadDaemonState(stateFile, logger, { stateDir });
+  const saver = new StateSaver(stateFile, () => registry, logger, daemonState);
   // [output keeper, issue 14; docs/platform.md "Agent output"] Owns the agents' FIFOs and log
   // files and outlives this server: found or started before any agent is spawned or adopted,
   // told when an agent is dropped, stopped after the agents, left running on detach (the
@@ -76,6 +81,7 @@ export async function openLocalBackend(options: LocalBackendOptions): Promise<Ba
   try {
     await keeper.start();
   } catch (error) {
+    daemonState.cgroups?.close();
     throw new BackendStartFailed(
       `cannot start the output keeper: ${error instanceof Error ? error.message : String(error)}`,
       { cause: error },
@@ -85,7 +91,11 @@ export async function openLocalBackend(options: LocalBackendOptions): Promise<Ba
     {
       clock,
       platform: (options.observePlatform ?? ((platform) => platform))(
-        createRunnerPlatform({ output: keeper }),
+        createRunnerPlatform({
+          output: keeper,
+          cgroups: daemonState.cgroups,
+          ownership: daemonState.ownership,
+        }),
       ),
       ports: new PortAllocator({
         host: config.host,
@@ -105,7 +115,7 @@ export async function openLocalBackend(options: LocalBackendOptions): Promise<Ba
       resolveCommand,
       // A plain copy taken once: reading process.env goes through a C++ accessor per variable.
       baseEnv: { ...options.env },
-      stateDir,
+      ownership: daemonState.ownership,
       logger,
       forceStop: force.signal,
     },
@@ -177,7 +187,7 @@ export async function openLocalBackend(options: LocalBackendOptions): Promise<Ba
     },
 
     async run() {
-      const restored = await restoreState(stateFile, registry, logger, lifetime.signal, stateDir);
+      const restored = await restoreState(daemonState, registry, logger, lifetime.signal);
       registry.autostart();
       logger.info("restored previous state", restored);
       // Background tasks of the server's lifetime: each handles its own failure, and all are
@@ -211,6 +221,7 @@ export async function openLocalBackend(options: LocalBackendOptions): Promise<Ba
       lifetime.abort();
       packages.close();
       await keeper.leave();
+      daemonState.cgroups?.close(); // only the empty ones: agents of an earlier daemon stay
     },
 
     async close(mode, forceSignal) {
@@ -224,6 +235,7 @@ export async function openLocalBackend(options: LocalBackendOptions): Promise<Ba
           keeper.detach();
         } else {
           ({ killed } = await registry.shutdown());
+          daemonState.cgroups?.close(); // [issue 13] every agent's tree is gone: its cgroup too
           await keeper
             .stop()
             .catch((error: unknown) =>

@@ -1,4 +1,5 @@
 import type { AgentDefinition } from "../config/agent-definition.ts";
+import { type AgentOwnership, SUPERVISOR_TOKEN_ENV } from "./agent-ownership.ts";
 
 /** Fills `{port}` `{host}` `{config}` `{name}` `{dir}` in one argv element. */
 function fillPlaceholders(arg: string, def: AgentDefinition, port: number, host: string): string {
@@ -35,22 +36,17 @@ export function buildAgentArgv(
 }
 
 /**
- * Marks an agent process with the state dir of the daemon that spawned it, so that the next
- * daemon on that state dir recognises it in `/proc/<pid>/environ` (beyond SPEC §2's variables).
- */
-export const SUPERVISOR_ENV = "ATOLL_SUPERVISOR_STATE_DIR";
-
-/**
  * The agent's environment: inherited, plus `[deployment].env`, plus the variables
- * the server always sets (SPEC §2, and {@link SUPERVISOR_ENV} when `stateDir` is given),
- * which win over both.
+ * the server always sets (SPEC §2, and the agent's ownership token when `ownership` is given,
+ * `ATOLL_SUPERVISOR_TOKEN`, by which the next daemon recognises its processes), which win over
+ * both. An inherited token or the marker of earlier daemons is never passed on.
  */
 export function buildAgentEnv(
   def: AgentDefinition,
   port: number,
   host: string,
   baseEnv: Readonly<Record<string, string | undefined>>,
-  stateDir?: string,
+  ownership?: AgentOwnership,
 ): Record<string, string> {
   const env: Record<string, string> = {};
   for (const [key, value] of Object.entries(baseEnv)) {
@@ -63,6 +59,8 @@ export function buildAgentEnv(
     ATOLL_AGENT_HOST: host,
     ATOLL_AGENT_CONFIG: def.configPath,
   });
-  if (stateDir !== undefined) env[SUPERVISOR_ENV] = stateDir;
+  delete env[SUPERVISOR_TOKEN_ENV];
+  delete env.ATOLL_SUPERVISOR_STATE_DIR;
+  if (ownership !== undefined) env[SUPERVISOR_TOKEN_ENV] = ownership.tokenFor(def.name);
   return env;
 }

@@ -21,6 +21,8 @@ export interface PersistedAgent {
   readonly pid: number;
   readonly startTimeTicks: number | undefined;
   readonly startTimeMs: number | undefined;
+  /** The argv the live process was started with: it is adopted only if it still runs that. */
+  readonly command?: readonly string[] | undefined;
 }
 
 /** Most lines a log tail returns, whatever the request asks. */
@@ -206,6 +208,7 @@ export class AgentRegistry implements AgentBackend {
         pid: proc?.pid ?? 0,
         startTimeTicks: proc?.startTimeTicks,
         startTimeMs: runner.startTimeMs,
+        ...(proc?.command !== undefined && { command: proc.command }),
       };
     }
     return out;

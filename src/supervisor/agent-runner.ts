@@ -89,9 +89,11 @@ export class AgentRunner {
   }
 
   /** The live leader of the agent's group, as state.json records it. */
-  get process(): { pid: number; startTimeTicks: number | undefined } | undefined {
+  get process():
+    | { pid: number; startTimeTicks: number | undefined; command: readonly string[] | undefined }
+    | undefined {
     const proc = liveProcess(this.#machine.phase);
-    return proc && { pid: proc.pid, startTimeTicks: proc.startTimeTicks };
+    return proc && { pid: proc.pid, startTimeTicks: proc.startTimeTicks, command: proc.command };
   }
 
   get port(): number {
@@ -186,6 +188,7 @@ export class AgentRunner {
       type: "adopt",
       pid: handle.pid,
       startTimeTicks: handle.startTimeTicks,
+      command: handle.commandLine,
       port,
       startTimeMs,
     });
@@ -277,10 +280,15 @@ export class AgentRunner {
           path: effect.path,
           timeoutMs: effect.timeoutMs,
           signal: this.#processes.signalOf(effect.generation),
+          tree: this.#processes.treeOf(effect.generation),
         });
         return;
       case "sampleMemory":
-        this.#health.sampleMemory(effect.generation, effect.pid);
+        this.#health.sampleMemory(
+          effect.generation,
+          effect.pid,
+          this.#processes.treeOf(effect.generation),
+        );
         return;
       case "armTimer":
         this.#timers.arm(effect.timer, effect.delayMs, effect.token);

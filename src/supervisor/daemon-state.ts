@@ -1,18 +1,16 @@
-import { DEFINITION_DEFAULTS } from "../config/parse-definition.ts";
+/**
+ * The daemon's durable state (SPEC §5): state.json read once at start, with the state dir's
+ * ownership secret (made at the first start and written at once, before any agent is spawned)
+ * and the cgroups of its agents; then saved after every change. The restore of the previous run
+ * is in `restore-state.ts`.
+ */
 import type { Logger } from "../core/logger.ts";
-import { adoptProcess } from "../platform/adopted-process.ts";
-import {
-  findGroupLeadersWithEnv,
-  isSameProcess,
-  type LeaderWithEnvironment,
-  readProcessEnvironment,
-  startTimeTicksToMs,
-} from "../platform/proc-info.ts";
+import { Cgroups, type CgroupVersion } from "../platform/cgroups.ts";
 import type { StateFile } from "../platform/state-file.ts";
-import { reapLeftoverGroup, terminateGroup } from "../platform/terminate-group.ts";
-import { SUPERVISOR_ENV } from "./agent-command.ts";
+import { AgentOwnership, isUsableSecret, newSecret } from "./agent-ownership.ts";
 import type { AgentRegistry, PersistedAgent } from "./agent-registry.ts";
-import type { AgentRunner } from "./agent-runner.ts";
+
+export { restoreState } from "./restore-state.ts";
 
 /** Version of the state.json layout. */
 export const STATE_VERSION = 1;
@@ -26,7 +24,116 @@ interface StateDocument {
   readonly savedAt: string;
   /** The watch revision at the time of the save; the next run's revisions start above it. */
   readonly revision?: number;
+  /**
+   * The state dir's ownership secret: agents carry a token derived from it, by which the next
+   * daemon proves them its own (the file is mode 0600; never logged).
+   */
+  readonly secret?: string;
+  /** The base directory of the agents' cgroups, when there is one (the next daemon's first try). */
+  readonly cgroup?: string;
   readonly agents: Record<string, PersistedAgent>;
+}
+
+/** What a daemon knows of its state dir once it has read state.json. */
+export interface DaemonState {
+  readonly file: StateFile;
+  /** Proves which processes are this state dir's agents (the secret's tokens). */
+  readonly ownership: AgentOwnership;
+  /** The agents' cgroups; undefined where the machine offers no writable hierarchy. */
+  readonly cgroups: Cgroups | undefined;
+  /** What the previous run recorded, by agent (empty when nothing could be read). */
+  readonly recorded: Readonly<Record<string, PersistedAgent>>;
+  /** The previous run's last watch revision. */
+  readonly revision: number | undefined;
+}
+
+/** Options of {@link loadDaemonState}. */
+export interface DaemonStateOptions {
+  /** The absolute state dir: processes carrying earlier daemons' marker for it are reported. */
+  readonly stateDir?: string;
+  /** cgroup versions to try, in order (default `[2, 1]`; `[]`: find agents' trees through /proc). */
+  readonly cgroupVersions?: readonly CgroupVersion[];
+}
+
+function parseDocument(data: unknown): StateDocument | undefined {
+  if (typeof data !== "object" || data === null) return undefined;
+  const doc = data as Partial<StateDocument>;
+  if (doc.version !== STATE_VERSION || typeof doc.agents !== "object" || doc.agents === null) {
+    return undefined;
+  }
+  return doc as StateDocument;
+}
+
+/**
+ * Reads state.json (a damaged file is set aside and its backup used, with a warning), takes its
+ * ownership secret or makes one, finds the agents' cgroups (the recorded base first), and, when
+ * the secret is new, writes it at once: an agent spawned before the secret is on disk could not
+ * be proven ours after a crash. Never throws on the file's content; a failed write is logged.
+ */
+export async function loadDaemonState(
+  file: StateFile,
+  logger: Logger,
+  options: DaemonStateOptions = {},
+): Promise<DaemonState> {
+  const read = await file.read();
+  let doc: StateDocument | undefined;
+  if (!read.ok) {
+    if (read.reason === "corrupt") {
+      logger.warn("state file unreadable; starting without previous state", {
+        path: file.path,
+        problem: read.message,
+      });
+    }
+  } else {
+    if (read.source === "backup") {
+      logger.warn("state file was damaged; restored from its last good copy", { path: file.path });
+    }
+    doc = parseDocument(read.data);
+    if (doc === undefined) {
+      logger.warn("state file has an unknown layout; ignoring it", { path: file.path });
+    }
+  }
+  const agents = doc?.agents ?? {};
+  const kept = isUsableSecret(doc?.secret) ? doc.secret : undefined;
+  if (kept === undefined && Object.keys(agents).length > 0) {
+    logger.warn(
+      "the state file has no ownership secret (an earlier version wrote it): the processes it records cannot be proven this state dir's and are left alone",
+      { path: file.path },
+    );
+  }
+  const ownership = new AgentOwnership(kept ?? newSecret(), {
+    ...(options.stateDir !== undefined && { stateDir: options.stateDir }),
+  });
+  const cgroups = Cgroups.open({
+    baseName: ownership.cgroupBaseName,
+    recordedBase: typeof doc?.cgroup === "string" ? doc.cgroup : undefined,
+    ...(options.cgroupVersions !== undefined && { versions: options.cgroupVersions }),
+  });
+  logger.info("process containment", {
+    mechanism:
+      cgroups?.describe() ?? "process groups, and /proc for processes that leave them (no cgroup)",
+  });
+  const revision =
+    typeof doc?.revision === "number" && Number.isSafeInteger(doc.revision)
+      ? doc.revision
+      : undefined;
+  if (kept === undefined) {
+    const fresh: StateDocument = {
+      version: STATE_VERSION,
+      savedAt: new Date().toISOString(),
+      ...(revision !== undefined && { revision }),
+      secret: ownership.secret,
+      ...(cgroups !== undefined && { cgroup: cgroups.base }),
+      agents,
+    };
+    await file.write(fresh).catch((error: unknown) => {
+      logger.error(
+        "cannot save the state file's ownership secret: agents started before it is saved cannot be adopted after a crash",
+        { path: file.path, error: String(error) },
+      );
+    });
+  }
+  return { file, ownership, cgroups, recorded: agents, revision };
 }
 
 /**
@@ -37,15 +144,23 @@ export class StateSaver {
   readonly #file: StateFile;
   readonly #registry: () => AgentRegistry;
   readonly #logger: Logger;
+  readonly #state: Pick<DaemonState, "ownership" | "cgroups"> | undefined;
   #last = "";
   #scheduled = false;
   #failures = 0;
   #retryTimer: ReturnType<typeof setTimeout> | undefined;
 
-  constructor(file: StateFile, registry: () => AgentRegistry, logger: Logger) {
+  /** @param state the secret and cgroup base written with every save (none: neither). */
+  constructor(
+    file: StateFile,
+    registry: () => AgentRegistry,
+    logger: Logger,
+    state?: Pick<DaemonState, "ownership" | "cgroups">,
+  ) {
     this.#file = file;
     this.#registry = registry;
     this.#logger = logger;
+    this.#state = state;
   }
 
   /**
@@ -103,10 +218,13 @@ export class StateSaver {
     const key = JSON.stringify(agents);
     if (key === this.#last) return;
     this.#last = key;
+    const cgroup = this.#state?.cgroups?.base;
     const doc: StateDocument = {
       version: STATE_VERSION,
       savedAt: new Date().toISOString(),
       revision: registry.events.revision,
+      ...(this.#state !== undefined && { secret: this.#state.ownership.secret }),
+      ...(cgroup !== undefined && { cgroup }),
       agents,
     };
     try {
@@ -116,218 +234,4 @@ export class StateSaver {
       throw error;
     }
   }
-}
-
-function parseDocument(data: unknown): StateDocument | undefined {
-  if (typeof data !== "object" || data === null) return undefined;
-  const doc = data as Partial<StateDocument>;
-  if (doc.version !== STATE_VERSION || typeof doc.agents !== "object" || doc.agents === null) {
-    return undefined;
-  }
-  return doc as StateDocument;
-}
-
-/**
- * The agent processes some daemon on this state dir spawned (marked by {@link SUPERVISOR_ENV}),
- * by agent name. A daemon killed between spawning an agent and saving its pid leaves one that
- * state.json does not know; this finds it.
- */
-function markedAgents(stateDir: string | undefined): Map<string, LeaderWithEnvironment[]> {
-  const byName = new Map<string, LeaderWithEnvironment[]>();
-  if (stateDir === undefined) return byName;
-  for (const leader of findGroupLeadersWithEnv(SUPERVISOR_ENV, stateDir)) {
-    const name = leader.env.get("ATOLL_AGENT_NAME");
-    if (name === undefined) continue;
-    byName.set(name, [...(byName.get(name) ?? []), leader]);
-  }
-  return byName;
-}
-
-/**
- * Restores the previous run: adopts every recorded agent whose process is still the same live
- * process (pid plus start time), and an agent process the previous daemon spawned but had not
- * recorded yet (found by its environment when `stateDir` is given); stops any second process of
- * one agent; and starts again the agents that were deployed but died meanwhile, once what their
- * old process group left behind is gone (so the old port is free again and no orphan stays).
- * A record it cannot trust (a port of 0, not a number, or one another agent holds) stops that
- * process and starts the agent afresh instead: this never throws on odd data in the file.
- * Returns the names adopted and restarted.
- */
-export async function restoreState(
-  file: StateFile,
-  registry: AgentRegistry,
-  logger: Logger,
-  lifetime: AbortSignal,
-  stateDir?: string,
-): Promise<{ adopted: string[]; restarted: string[] }> {
-  const read = await file.read();
-  let agents: Record<string, PersistedAgent> = {};
-  if (!read.ok) {
-    if (read.reason === "corrupt") {
-      logger.warn("state file unreadable; starting without previous state", {
-        path: file.path,
-        problem: read.message,
-      });
-    }
-  } else {
-    if (read.source === "backup") {
-      logger.warn("state file was damaged; restored from its last good copy", { path: file.path });
-    }
-    const doc = parseDocument(read.data);
-    if (doc === undefined) {
-      logger.warn("state file has an unknown layout; ignoring it", { path: file.path });
-    } else {
-      agents = doc.agents;
-      if (typeof doc.revision === "number" && Number.isSafeInteger(doc.revision)) {
-        registry.events.advancePast(doc.revision);
-      }
-    }
-  }
-  const marked = markedAgents(stateDir);
-  const adopted: string[] = [];
-  const restarted: string[] = [];
-  const reaps: Promise<unknown>[] = [];
-  const stopProcess = (name: string, pid: number, stopTimeoutMs: number, why: string): void => {
-    logger.warn(why, { agent: name, pid });
-    reaps.push(
-      terminateGroup(pid, { stopTimeoutMs }).catch((error: unknown) =>
-        logger.error("cannot stop an agent process", { agent: name, pid, error }),
-      ),
-    );
-  };
-  /**
-   * Adopts `pid` on the port its environment names (what it was really given), else the
-   * recorded one. A process whose port is unknown or leased to another agent cannot be
-   * supervised: it is stopped, and started again when it was deployed. Never throws.
-   */
-  const tryAdopt = (
-    runner: AgentRunner,
-    process: { pid: number; startTimeTicks: number; env: ReadonlyMap<string, string> | undefined },
-    recordedPort: unknown,
-    startTimeMs: number | undefined,
-    stopTimeoutMs: number,
-  ): boolean => {
-    const port = validPort(process.env?.get("ATOLL_AGENT_PORT")) ?? validPort(recordedPort);
-    if (port !== undefined) {
-      try {
-        runner.adopt(
-          adoptProcess(process.pid, process.startTimeTicks, { signal: lifetime }),
-          port,
-          startTimeMs,
-        );
-        return true;
-      } catch (error) {
-        logger.warn("cannot adopt an agent process on its recorded port", {
-          agent: runner.name,
-          pid: process.pid,
-          port,
-          error: String(error),
-        });
-      }
-    }
-    stopProcess(
-      runner.name,
-      process.pid,
-      stopTimeoutMs,
-      port === undefined
-        ? "stopping an agent process whose port is not known"
-        : "stopping an agent process whose port another agent holds",
-    );
-    return false;
-  };
-  for (const name of new Set([...Object.keys(agents), ...marked.keys()])) {
-    const saved = agents[name];
-    const live =
-      saved !== undefined &&
-      typeof saved.pid === "number" &&
-      saved.pid > 0 &&
-      typeof saved.startTimeTicks === "number" &&
-      isSameProcess(saved.pid, saved.startTimeTicks);
-    const markedHere = marked.get(name) ?? [];
-    // Newest first: of several unrecorded processes, the last one spawned is the one to keep.
-    const unrecorded = markedHere
-      .filter((leader) => !(live && leader.stat.pid === saved.pid))
-      .sort((a, b) => b.stat.startTimeTicks - a.stat.startTimeTicks);
-    const runner = registry.has(name) ? registry.runner(name) : undefined;
-    if (runner === undefined) {
-      if (live || unrecorded.length > 0) {
-        logger.warn("a recorded agent is still running but its definition is gone; leaving it", {
-          agent: name,
-          pids: [...(live ? [saved.pid] : []), ...unrecorded.map((l) => l.stat.pid)],
-        });
-      }
-      continue;
-    }
-    const stopTimeoutMs =
-      runner.definition?.deployment.stopTimeoutMs ?? DEFINITION_DEFAULTS.stopTimeoutMs;
-    const wanted = saved?.desired === "running";
-    if (live && typeof saved.startTimeTicks === "number") {
-      const env =
-        markedHere.find((leader) => leader.stat.pid === saved.pid)?.env ??
-        readProcessEnvironment(saved.pid);
-      const ok = tryAdopt(
-        runner,
-        { pid: saved.pid, startTimeTicks: saved.startTimeTicks, env },
-        saved.port,
-        saved.startTimeMs,
-        stopTimeoutMs,
-      );
-      for (const extra of unrecorded) {
-        stopProcess(name, extra.stat.pid, stopTimeoutMs, "stopping a second process of an agent");
-      }
-      if (ok) adopted.push(name);
-      else if (wanted) restarted.push(name);
-      continue;
-    }
-    if (saved !== undefined && typeof saved.pid === "number") {
-      reaps.push(
-        reapLeftoverGroup(saved.pid, stopTimeoutMs).then(
-          (members) => {
-            if (members > 0) {
-              logger.warn("stopped processes a dead agent left behind", {
-                agent: name,
-                pgid: saved.pid,
-                members,
-              });
-            }
-          },
-          (error: unknown) =>
-            logger.error("cannot stop what a dead agent left behind", { agent: name, error }),
-        ),
-      );
-    }
-    const [newest, ...extras] = unrecorded;
-    if (newest !== undefined) {
-      logger.warn("adopting an agent process the previous daemon had not recorded", {
-        agent: name,
-        pid: newest.stat.pid,
-      });
-      const ok = tryAdopt(
-        runner,
-        { pid: newest.stat.pid, startTimeTicks: newest.stat.startTimeTicks, env: newest.env },
-        saved?.port,
-        startTimeTicksToMs(newest.stat.startTimeTicks),
-        stopTimeoutMs,
-      );
-      for (const extra of extras) {
-        stopProcess(name, extra.stat.pid, stopTimeoutMs, "stopping a second process of an agent");
-      }
-      if (ok) adopted.push(name);
-      else restarted.push(name);
-      continue;
-    }
-    if (wanted) restarted.push(name);
-  }
-  // Restarted on their old ports once every leftover and duplicate is gone.
-  await Promise.all(reaps);
-  for (const name of restarted) registry.runner(name).autostart();
-  return { adopted, restarted };
-}
-
-/** `value` when it is a port number (1..65535) or its decimal text; undefined otherwise. */
-function validPort(value: unknown): number | undefined {
-  const port = typeof value === "string" && /^\d+$/.test(value) ? Number(value) : value;
-  return typeof port === "number" && Number.isInteger(port) && port >= 1 && port <= 65535
-    ? port
-    : undefined;
 }

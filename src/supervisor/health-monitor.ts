@@ -5,6 +5,7 @@
 import type { AgentDefinition } from "../config/agent-definition.ts";
 import { type BackgroundScope, runInBackground } from "../core/background-task.ts";
 import type { LifecycleEvent } from "../core/lifecycle-events.ts";
+import type { ProcessTree } from "../platform/process-tree.ts";
 import type { RunnerDeps } from "./runner-deps.ts";
 
 export class HealthMonitor {
@@ -24,7 +25,13 @@ export class HealthMonitor {
 
   probe(
     generation: number,
-    options: { port: number; path: string; timeoutMs: number; signal: AbortSignal },
+    options: {
+      port: number;
+      path: string;
+      timeoutMs: number;
+      signal: AbortSignal;
+      tree: ProcessTree | undefined;
+    },
   ): void {
     runInBackground(
       this.#scope,
@@ -41,10 +48,10 @@ export class HealthMonitor {
   }
 
   /** Synchronous: /proc is read in one go. */
-  sampleMemory(generation: number, pid: number): void {
+  sampleMemory(generation: number, pid: number, tree: ProcessTree | undefined): void {
     let bytes: number | undefined;
     try {
-      bytes = this.#deps.platform.groupResidentBytes(pid);
+      bytes = this.#deps.platform.groupResidentBytes(pid, tree);
     } catch (error) {
       this.#deps.logger.debug("memory measurement failed", {
         ...this.#scope.fields,

@@ -7,6 +7,7 @@ import type { AgentDefinition } from "../config/agent-definition.ts";
 import type { ExitRecord } from "../core/agent-state.ts";
 import { type BackgroundScope, runInBackground } from "../core/background-task.ts";
 import type { LifecycleEvent } from "../core/lifecycle-events.ts";
+import type { ProcessTree } from "../platform/process-tree.ts";
 import { buildAgentArgv, buildAgentEnv } from "./agent-command.ts";
 import { type ProcessHandle, type RunnerDeps, SpawnFailure } from "./runner-deps.ts";
 
@@ -43,6 +44,11 @@ export class ProcessSlots {
     return this.#slots.get(generation)?.monitors.signal ?? AT_ONCE;
   }
 
+  /** The whole tree of process `generation` (undefined: its process group alone). */
+  treeOf(generation: number): ProcessTree | undefined {
+    return this.#slots.get(generation)?.handle.tree;
+  }
+
   /** Spawns `definition` on `port`; answers spawned or spawnFailed. */
   spawn(generation: number, port: number, definition: AgentDefinition): void {
     const deps = this.#deps;
@@ -52,7 +58,7 @@ export class ProcessSlots {
       async () => {
         try {
           const argv = buildAgentArgv(definition, port, deps.host, deps.resolveCommand);
-          const env = buildAgentEnv(definition, port, deps.host, deps.baseEnv, deps.stateDir);
+          const env = buildAgentEnv(definition, port, deps.host, deps.baseEnv, deps.ownership);
           return await deps.platform.spawn({
             argv,
             cwd: definition.dir,
@@ -87,6 +93,7 @@ export class ProcessSlots {
           generation,
           pid: result.pid,
           startTimeTicks: result.startTimeTicks,
+          command: result.commandLine,
         });
       },
     );
@@ -127,6 +134,7 @@ export class ProcessSlots {
         this.#deps.platform.terminateGroup(pid, {
           stopTimeoutMs,
           exited: slot?.handle.exited ?? Promise.resolve(),
+          tree: slot?.handle.tree,
           ...(signal !== undefined && { signal }),
         }),
       ({ killed }) => {

@@ -1,6 +1,8 @@
 import type { ExitRecord } from "../core/agent-state.ts";
 import type { Clock } from "../core/clock.ts";
 import type { Logger } from "../core/logger.ts";
+import type { ProcessTree } from "../platform/process-tree.ts";
+import type { AgentOwnership } from "./agent-ownership.ts";
 
 /** A live agent process: spawned by us, or adopted after a daemon restart. */
 export interface ProcessHandle {
@@ -10,6 +12,14 @@ export interface ProcessHandle {
   readonly startTimeTicks: number | undefined;
   /** Resolves once, as soon as the process has exited (never rejects). */
   readonly exited: Promise<ExitRecord>;
+  /**
+   * Everything the agent started, also what left its process group (its cgroup, or the
+   * processes carrying its token): stopped, measured and checked as a whole. Without it, the
+   * process group alone.
+   */
+  readonly tree?: ProcessTree | undefined;
+  /** The argv the process was started with (executable as run, then its arguments). */
+  readonly commandLine?: readonly string[] | undefined;
 }
 
 /** Why a process could not be spawned; becomes the agent's FAILED reason. */
@@ -49,21 +59,33 @@ export interface RunnerPlatform {
     /** The agent's `log_keep` (or the server's). */
     logKeep: number;
   }): Promise<ProcessHandle>;
-  /** SIGTERM to the group, SIGKILL after `stopTimeoutMs`; resolves when the whole group is gone. */
+  /**
+   * SIGTERM to the group (and to the members of `tree` outside it), SIGKILL after
+   * `stopTimeoutMs`; resolves when the whole tree is gone (and its cgroup removed).
+   */
   terminateGroup(
     pgid: number,
-    options: { stopTimeoutMs: number; exited: Promise<unknown>; signal?: AbortSignal },
+    options: {
+      stopTimeoutMs: number;
+      exited: Promise<unknown>;
+      signal?: AbortSignal;
+      tree?: ProcessTree | undefined;
+    },
   ): Promise<{ killed: boolean }>;
-  /** One HTTP GET; 2xx is ok. */
+  /**
+   * One HTTP GET; 2xx is ok, unless `tree` is given and a process outside it holds the port's
+   * listening socket (then not ok, and the message says who holds it).
+   */
   probe(options: {
     host: string;
     port: number;
     path: string;
     timeoutMs: number;
     signal: AbortSignal;
+    tree?: ProcessTree | undefined;
   }): Promise<ProbeResult>;
-  /** Resident memory of all processes in the group, bytes. */
-  groupResidentBytes(pgid: number): number;
+  /** Resident memory of the agent's processes, bytes: of `tree` when exact, else of the group. */
+  groupResidentBytes(pgid: number, tree?: ProcessTree): number;
 }
 
 /** Port leases, keyed by agent name. */
@@ -111,11 +133,11 @@ export interface RunnerDeps {
   /** Inherited environment of agent processes. */
   readonly baseEnv: Readonly<Record<string, string | undefined>>;
   /**
-   * This daemon's absolute state dir, set in every agent's environment as
-   * `ATOLL_SUPERVISOR_STATE_DIR`: a daemon started after a crash finds by it the agents spawned
-   * but not yet recorded in state.json (see `restoreState`). None in tests that do not restore.
+   * Proves which processes are this state dir's agents: every agent gets its token in its
+   * environment (`ATOLL_SUPERVISOR_TOKEN`), by which the next daemon recognises it and its
+   * descendants (see `restoreState`). None in tests that do not restore.
    */
-  readonly stateDir?: string;
+  readonly ownership?: AgentOwnership | undefined;
   readonly logger: Logger;
   /** Aborted by a second shutdown signal: SIGKILL at once instead of waiting out the grace. */
   readonly forceStop?: AbortSignal;

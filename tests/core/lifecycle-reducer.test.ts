@@ -100,6 +100,14 @@ describe("lifecycle reducer: starting", () => {
     expect(d.state.label).toMatchObject({ state: "FAILED", reason: "EXECUTABLE_NOT_FOUND" });
     expect(d.outcomeOf(w)).toMatchObject({ failure: { code: "AGENT_START_FAILED" } });
     expect(d.state.desired).toBe("stopped");
+    expect(d.effects("log")).toEqual([
+      {
+        type: "log",
+        level: "warn",
+        message: "the agent could not be started",
+        fields: { agent: "a", reason: "EXECUTABLE_NOT_FOUND", error: "no x" },
+      },
+    ]);
   });
 
   it("counts the process alive as started when HTTP probing is off", () => {
@@ -184,13 +192,26 @@ describe("lifecycle reducer: failures and backoff", () => {
     });
   });
 
+  it("shows health UNKNOWN in BACKOFF, where no process is probed (issue 13)", () => {
+    const { d } = crashed();
+    expect(d.state).toMatchObject({
+      health: "UNKNOWN",
+      memoryBytes: 0,
+      label: { state: "BACKOFF" },
+    });
+    expect(d.effects("publish")).toEqual([
+      { type: "publish", previousState: "RUNNING", previousHealth: "HEALTHY" },
+    ]);
+  });
+
   it("records the exit of a process that is being reaped in BACKOFF, and nothing else", () => {
     const d = new Driver(validDefinition({ failureThreshold: 1 }));
     d.op("deploy");
     const g = d.run();
     d.send({ type: "probed", generation: g, ok: false, message: "HTTP 503" });
+    // The reason says why; health is UNKNOWN again, since no process is probed in BACKOFF.
     expect(d.state).toMatchObject({
-      health: "UNHEALTHY",
+      health: "UNKNOWN",
       label: { state: "BACKOFF", reason: "HEALTH_CHECK_FAILED" },
     });
     expect(d.effects("terminateGroup")[0]).toMatchObject({ leaderExited: false });
@@ -263,8 +284,10 @@ describe("lifecycle reducer: failures and backoff", () => {
     d.send({ type: "probed", generation: g, ok: true, message: "HTTP 200" });
     d.fire("liveness");
     d.send({ type: "memorySampled", generation: g, bytes: 5_000 });
+    // No process in BACKOFF: no memory and no health to show (the reason says why).
     expect(d.state).toMatchObject({
-      memoryBytes: 5_000,
+      memoryBytes: 0,
+      health: "UNKNOWN",
       label: { state: "BACKOFF", reason: "MEMORY_LIMIT_EXCEEDED" },
     });
   });
@@ -568,6 +591,32 @@ describe("lifecycle reducer: adoption, detach and supervisor errors", () => {
     expect(liveProcess(d.phase)).toMatchObject({ pid: 300, adopted: true });
     expect(d.effects("armTimer")[0]).toMatchObject({ timer: "liveness", delayMs: 0 });
     expect(d.has("persist")).toBe(true);
+  });
+
+  it("keeps the command line a process was started with, for the state file (issue 13)", () => {
+    const d = new Driver();
+    d.op("deploy");
+    d.send({ type: "slotReserved" });
+    d.send({ type: "leaseGranted", port: 8100 });
+    const command = ["/usr/bin/node", "/srv/a/agent.mjs"];
+    d.send({
+      type: "spawned",
+      generation: d.spawnGeneration(),
+      pid: 100,
+      startTimeTicks: 5,
+      command,
+    });
+    expect(liveProcess(d.phase)).toMatchObject({ pid: 100, command });
+    const adopted = new Driver();
+    adopted.send({
+      type: "adopt",
+      pid: 300,
+      startTimeTicks: 9,
+      command,
+      port: 8105,
+      startTimeMs: 5,
+    });
+    expect(liveProcess(adopted.phase)).toMatchObject({ pid: 300, command, adopted: true });
   });
 
   it("detaches: waiting callers are told, timers end, the process is left alone, later events are ignored", () => {

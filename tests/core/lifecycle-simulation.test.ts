@@ -127,6 +127,7 @@ class World {
             generation: effect.generation,
             pid,
             startTimeTicks: 1,
+            command: ["agent", String(pid)],
           });
         }
         return;
@@ -187,6 +188,10 @@ class World {
       expect(isLive(label.state) || phase.kind === "acquiring").toBe(true);
     }
     if (holdsSlot(phase)) expect(this.slotHeld).toBe(true);
+    // Health is known only of a process that is probed: RUNNING (and STOPPING, which follows it).
+    if (phase.kind !== "running" && phase.kind !== "stopping") {
+      expect(this.state.health).toBe("UNKNOWN");
+    }
     if (phase.kind === "idle" || phase.kind === "invalid") {
       // "No process" is said only once every process group is really gone.
       expect(this.liveGroups()).toEqual([]);

@@ -2,7 +2,7 @@
  * Agent output end to end (SPEC §4): a real daemon, its output keeper and flooding agents.
  */
 import { execFile } from "node:child_process";
-import { readlink } from "node:fs/promises";
+import { mkdir, readFile, readlink, symlink, writeFile } from "node:fs/promises";
 import { request } from "node:http";
 import { type AddressInfo, createServer } from "node:net";
 import path from "node:path";
@@ -236,5 +236,29 @@ describe("agent output", () => {
     expect(check).toMatchObject({ last: total - 1, gaps: [], repeats: 0, other: [], markers: [] });
     // 2 MB through 64 KiB files: about thirty rotations while following.
     expect(check.lines).toBeGreaterThan(15_000);
+  });
+
+  it("refuses to start an agent whose log is a symbolic link, and never touches what it points to", async () => {
+    const { ws, args, logPath } = await setup({ FLOOD_BYTES: "1000", TICK_MS: "100" }, "");
+    const victim = path.join(ws.dir, "victim");
+    await writeFile(victim, "precious\n");
+    await mkdir(path.dirname(logPath), { recursive: true });
+    await symlink(victim, logPath);
+    const daemon = await start(args);
+    const refused = await daemon.client.deploy({ name: "a" }).catch((e: unknown) => e);
+    expect(refused).toMatchObject({ reason: "AGENT_START_FAILED" });
+    const status = (await daemon.client.getStatus({ name: "a" })).agent;
+    expect(status).toMatchObject({ state: AgentState.FAILED, stateReason: "SPAWN_FAILED" });
+    expect(status?.stateMessage).toContain(
+      `${logPath} is a symbolic link, not a regular file: refusing to write through it`,
+    );
+    expect(daemon.stderr()).toContain("the agent could not be started");
+    // StreamLogs does not show the file either.
+    const lines: string[] = [];
+    for await (const batch of daemon.client.streamLogs({ name: "a", tailLines: 10 })) {
+      lines.push(...batch.lines);
+    }
+    expect(lines).toEqual([]);
+    expect(await readFile(victim, "utf8")).toBe("precious\n");
   });
 });

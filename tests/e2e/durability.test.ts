@@ -8,6 +8,7 @@ import { AgentState, HealthStatus } from "../../gen/atoll/deployment/v1/agent_pb
 import { WatchEventType } from "../../gen/atoll/deployment/v1/deployment_service_pb.ts";
 import { listGroupMembers } from "../../src/platform/proc-info.ts";
 import { isGroupAlive } from "../../src/platform/terminate-group.ts";
+import { AgentOwnership, SUPERVISOR_TOKEN_ENV } from "../../src/supervisor/agent-ownership.ts";
 import { waitUntil } from "../platform/helpers.ts";
 import { FAULT_AGENT, faultAgentToml } from "../supervisor/harness.ts";
 import { type Daemon, startDaemon, workspace } from "./daemon.ts";
@@ -226,9 +227,10 @@ describe("durability across daemon restarts", () => {
     pids.add(a?.pid ?? 0);
     daemons.splice(daemons.indexOf(first), 1);
     await first.stop("SIGKILL");
-    // As if the kill had come between the spawn and the save: state.json knows nothing of it.
+    // As if the kill had come between a restart's spawn and its save: the record still names
+    // the previous process (gone), with the command it ran.
     const state = JSON.parse(await readFile(statePath, "utf8"));
-    state.agents.a = { desired: "stopped", port: 0, pid: 0 };
+    state.agents.a = { ...state.agents.a, pid: 0, startTimeTicks: undefined };
     await writeFile(statePath, JSON.stringify(state));
 
     const second = await start(args);
@@ -252,7 +254,8 @@ describe("durability across daemon restarts", () => {
     pids.add(a?.pid ?? 0);
     daemons.splice(daemons.indexOf(first), 1);
     await first.stop("SIGKILL");
-    // A stray second copy carrying this state dir's mark (an unrecorded spawn of a restart).
+    // A stray second copy carrying the agent's token (as a spawn of this state dir would).
+    const { secret } = JSON.parse(await readFile(path.join(ws.stateDir, "state.json"), "utf8"));
     const stray = spawn(process.execPath, [FAULT_AGENT], {
       detached: true,
       stdio: "ignore",
@@ -260,7 +263,7 @@ describe("durability across daemon restarts", () => {
         ...process.env,
         PORT: String(basePort + 40),
         ATOLL_AGENT_NAME: "a",
-        ATOLL_SUPERVISOR_STATE_DIR: ws.stateDir,
+        [SUPERVISOR_TOKEN_ENV]: new AgentOwnership(secret).tokenFor("a"),
       },
     });
     const strayPid = stray.pid ?? 0;

@@ -1,4 +1,5 @@
-import { appendFile, stat, truncate, writeFile } from "node:fs/promises";
+import { execFileSync } from "node:child_process";
+import { appendFile, rm, stat, symlink, truncate, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { BoundedLog } from "../../src/platform/keeper/bounded-log.ts";
@@ -209,5 +210,45 @@ describe("followLog", () => {
     expect(await collect(iterator, (l) => l.includes("short"))).toEqual(["short"]);
     controller.abort();
     await iterator.return();
+  });
+});
+
+describe("log readers and symbolic links (issue 13)", () => {
+  it("never shows through a tail the content of a file a link in the logs directory points to", async () => {
+    const dir = await dirs.make();
+    const secret = join(dir, "token");
+    await writeFile(secret, "s3cret-token-abc\nmore secrets\n");
+    const logPath = join(dir, "a.log");
+    await symlink(secret, logPath);
+    await symlink(secret, `${logPath}.1`);
+    expect(await readLogTail(logPath, 10)).toEqual({ lines: [], position: undefined });
+    // A real live log in front of a linked rotated file: the tail stops at the link.
+    await rm(logPath);
+    await writeFile(logPath, "own line\n");
+    expect(await tailLines(logPath, 10)).toEqual(["own line"]);
+  });
+
+  it("treats a FIFO at the log path as no log, without blocking", async () => {
+    const dir = await dirs.make();
+    const logPath = join(dir, "a.log");
+    execFileSync("mkfifo", [logPath]);
+    expect(await readLogTail(logPath, 10)).toEqual({ lines: [], position: undefined });
+  });
+
+  it("never follows a link at the log path, and follows the regular file that replaces it", async () => {
+    const dir = await dirs.make();
+    const secret = join(dir, "token");
+    await writeFile(secret, "s3cret-token-abc\n");
+    const logPath = join(dir, "a.log");
+    await symlink(secret, logPath);
+    const controller = new AbortController();
+    const iterator = followLog(logPath, { signal: controller.signal, pollIntervalMs: 20 });
+    const next = iterator.next();
+    await appendFile(secret, "appended secret\n");
+    await rm(logPath);
+    await writeFile(logPath, "own line\n");
+    expect((await next).value).toEqual(["own line"]);
+    await iterator.return();
+    controller.abort();
   });
 });

@@ -1,6 +1,6 @@
 import { execFileSync } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
-import { mkdir, readlink, rm, writeFile } from "node:fs/promises";
+import { lstatSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
+import { mkdir, readFile, readlink, rm, symlink, writeFile } from "node:fs/promises";
 import os from "node:os";
 import { join } from "node:path";
 import { setTimeout as delay } from "node:timers/promises";
@@ -263,6 +263,48 @@ describe("OutputKeeper", () => {
     expect(await keeper.stats()).toEqual({});
     expect(diskUsage(logPath).bytes).toBe(3000);
     expect(() => statSync(fifo)).toThrow(/ENOENT/);
+  });
+
+  it("refuses a stream whose log is a symbolic link, leaving the file it points to alone", async () => {
+    const { dir, logPath, keeper } = await setup();
+    const victim = join(dir, "victim");
+    await writeFile(victim, "precious\n");
+    await mkdir(join(dir, "state", "logs"), { recursive: true });
+    await symlink(victim, logPath);
+    await expect(
+      keeper.prepare({ name: "a", log: logPath, maxBytes: 1 << 20, keep: 1 }),
+    ).rejects.toThrow(
+      `output keeper: ${logPath} is a symbolic link, not a regular file: refusing to write through it`,
+    );
+    expect(await keeper.stats()).toEqual({});
+    expect(await readFile(victim, "utf8")).toBe("precious\n");
+  });
+
+  it("writes its own files and the agents' FIFOs afresh, never through a symbolic link", async () => {
+    const { dir, stateDir, logPath, keeper } = await setup();
+    const victim = join(dir, "victim");
+    await writeFile(victim, "precious\n");
+    const keeperDir = join(stateDir, "keeper");
+    await mkdir(join(keeperDir, "fifo"), { recursive: true, mode: 0o700 });
+    for (const name of ["keeper.json.tmp", "keeper.stderr", "fifo/a"]) {
+      await symlink(victim, join(keeperDir, name));
+    }
+    // A FIFO path replaced by a regular file is made a FIFO again too.
+    await writeFile(join(keeperDir, "fifo", "b"), "not a FIFO\n");
+    const fifo = await keeper.prepare({ name: "a", log: logPath, maxBytes: 1 << 20, keep: 1 });
+    expect(lstatSync(fifo).isFIFO()).toBe(true);
+    const other = await keeper.prepare({
+      name: "b",
+      log: join(stateDir, "logs", "b.log"),
+      maxBytes: 1 << 20,
+      keep: 1,
+    });
+    expect(lstatSync(other).isFIFO()).toBe(true);
+    expect(lstatSync(join(keeperDir, "keeper.stderr")).isFile()).toBe(true);
+    expect(JSON.parse(await readFile(join(keeperDir, "keeper.json"), "utf8"))).toMatchObject({
+      streams: [{ name: "a" }, { name: "b" }],
+    });
+    expect(await readFile(victim, "utf8")).toBe("precious\n");
   });
 
   describe.skipIf(!canMountTmpfs())("on a disk that fills up", () => {

@@ -5,16 +5,22 @@ import { createServer } from "node:net";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import {
+  commandLineMatches,
   createGroupMemoryReader,
-  findPortHolder,
+  findGroupLeadersWithEnv,
+  findProcessesWithEnv,
   isProcessAlive,
   isSameProcess,
   PAGE_SIZE_BYTES,
   parseProcStat,
+  parseStatusUids,
+  readProcessCommandLine,
   readProcessGroup,
   readProcessStartTime,
+  readProcessUids,
   readProcStat,
 } from "../../src/platform/proc-info.ts";
+import { findPortHolder } from "../../src/platform/proc-sockets.ts";
 import { fixture, ProcessTracker, TempDirs, waitUntil } from "./helpers.ts";
 
 const dirs = new TempDirs();
@@ -178,4 +184,66 @@ describe("process facts from /proc", () => {
     }
     expect(findPortHolder(address.port)).toBeUndefined();
   });
+});
+
+describe("who a process is (issue 13)", () => {
+  it("reads the real and effective uid from /proc/<pid>/status", () => {
+    expect(parseStatusUids("Name:\tx\nUid:\t65534\t0\t0\t0\nGid:\t0\n")).toEqual({
+      real: 65534,
+      effective: 0,
+    });
+    expect(parseStatusUids("Name:\tx\n")).toBeUndefined();
+    const uid = process.getuid?.() ?? 0;
+    expect(readProcessUids(process.pid)).toEqual({ real: uid, effective: uid });
+    expect(readProcessUids(2 ** 31 - 1)).toBeUndefined();
+  });
+
+  it("matches a command line that ends with the argv it was started with", async () => {
+    expect(readProcessCommandLine(process.pid)?.[0]).toBe(process.execPath);
+    const argv = ["/srv/agent.py", "--port", "8100"];
+    expect(commandLineMatches(argv, argv)).toBe(true);
+    // A #! interpreter, or the cgroup trampoline, in front of it.
+    expect(commandLineMatches(argv, ["/usr/bin/python3", ...argv])).toBe(true);
+    expect(commandLineMatches(argv, ["/bin/sh", "-c", "...", "atoll-cgroup", "/cg", ...argv])).toBe(
+      true,
+    );
+    expect(commandLineMatches(argv, ["/srv/agent.py", "--port", "8101"])).toBe(false);
+    expect(commandLineMatches(argv, ["agent: renamed"])).toBe(false);
+    expect(commandLineMatches([], [])).toBe(false);
+  });
+
+  it.skipIf((process.getuid?.() ?? 1) !== 0)(
+    "finds processes by an environment entry only when they run as the given user",
+    async () => {
+      const entry = { key: "ATOLL_TEST_MARK", value: `${process.pid}-${Date.now()}` };
+      const env = { PATH: process.env.PATH, [entry.key]: entry.value };
+      const ours = spawn("sleep", ["30"], { env, stdio: "ignore", detached: true });
+      // Another user carrying the very same entry.
+      const foreign = spawn(
+        "setpriv",
+        ["--reuid", "nobody", "--regid", "nogroup", "--clear-groups", "sleep", "30"],
+        { env, stdio: "ignore", detached: true },
+      );
+      const pids = [ours.pid ?? 0, foreign.pid ?? 0];
+      tracker.track(...pids);
+      await waitUntil(
+        () => readProcessUids(foreign.pid ?? 0)?.real === 65534,
+        "the foreign process runs as nobody",
+      );
+      try {
+        expect(findProcessesWithEnv(entry.key, entry.value, 0).map((p) => p.pid)).toEqual([
+          ours.pid,
+        ]);
+        expect(findProcessesWithEnv(entry.key, entry.value, 65534).map((p) => p.pid)).toEqual([
+          foreign.pid,
+        ]);
+        const leaders = findGroupLeadersWithEnv(entry.key, entry.value, { uid: 0 });
+        expect(leaders.map((l) => l.stat.pid)).toEqual([ours.pid]);
+      } finally {
+        const exits = [once(ours, "exit"), once(foreign, "exit")];
+        for (const pid of pids) process.kill(pid, "SIGKILL");
+        await Promise.all(exits);
+      }
+    },
+  );
 });

@@ -3,6 +3,7 @@
  * fault-agent definitions, a registry bound to the real platform, event-driven
  * waits on its event stream, and a teardown that proves no process was left.
  */
+import { existsSync } from "node:fs";
 import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
@@ -11,9 +12,11 @@ import { discoverAgents } from "../../src/config/discovery.ts";
 import type { AgentStatus } from "../../src/core/agent-status.ts";
 import { systemClock } from "../../src/core/clock.ts";
 import { createJsonLogger, type Logger } from "../../src/core/logger.ts";
+import { Cgroups, type CgroupVersion } from "../../src/platform/cgroups.ts";
 import { OutputKeeper } from "../../src/platform/output-keeper.ts";
 import { PortAllocator } from "../../src/platform/port-allocator.ts";
 import { isGroupAlive } from "../../src/platform/terminate-group.ts";
+import { AgentOwnership, newSecret } from "../../src/supervisor/agent-ownership.ts";
 import { AgentRegistry } from "../../src/supervisor/agent-registry.ts";
 import { SlotPool } from "../../src/supervisor/agent-slots.ts";
 import { createRunnerPlatform } from "../../src/supervisor/platform-binding.ts";
@@ -75,6 +78,11 @@ export interface HarnessOptions {
   logger?: Logger;
   /** The OS facilities (default: the real ones). */
   platform?: RunnerPlatform;
+  /**
+   * cgroup versions to contain agents in, in order, as a daemon would (default `[2, 1]`: the
+   * first writable one); `[]`: none, the trees are found through /proc by the agents' tokens.
+   */
+  cgroupVersions?: readonly CgroupVersion[];
 }
 
 export interface Harness {
@@ -84,6 +92,10 @@ export interface Harness {
   readonly basePort: number;
   /** The output keeper every registry of the harness spawns through (started by the first spawn). */
   readonly keeper: OutputKeeper;
+  /** The state dir's ownership (its secret's tokens), shared by every registry of the harness. */
+  readonly ownership: AgentOwnership;
+  /** The agents' cgroups (undefined without one); removed, and checked gone, at close. */
+  readonly cgroups: Cgroups | undefined;
   /**
    * Another registry on the same agents directory and port range, as a daemon started after this
    * one would build (fresh leases and slots); closed with the harness.
@@ -156,11 +168,17 @@ export async function createHarness(
   // A real keeper, shared like a state dir's by successive daemons; started at the first spawn
   // (tests that never spawn do not pay for it).
   const keeper = new OutputKeeper({ stateDir: path.join(dir, "state"), logger: silent });
+  // As a daemon's: a secret of its own, and the first cgroup hierarchy that can be written.
+  const ownership = new AgentOwnership(newSecret());
+  const cgroups = Cgroups.open({
+    baseName: ownership.cgroupBaseName,
+    ...(options.cgroupVersions !== undefined && { versions: options.cgroupVersions }),
+  });
   const build = async (): Promise<AgentRegistry> => {
     const built = new AgentRegistry(
       {
         clock: systemClock,
-        platform: options.platform ?? createRunnerPlatform({ output: keeper }),
+        platform: options.platform ?? createRunnerPlatform({ output: keeper, cgroups, ownership }),
         ports: new PortAllocator({
           host: "127.0.0.1",
           basePort,
@@ -178,6 +196,7 @@ export async function createHarness(
         logDir: path.join(dir, "logs"),
         resolveCommand: (argv0) => [argv0],
         baseEnv: { PATH: process.env.PATH },
+        ownership,
         logger: options.logger ?? silent,
       },
       () => undefined,
@@ -198,6 +217,8 @@ export async function createHarness(
     agentsDir,
     basePort,
     keeper,
+    ownership,
+    cgroups,
     newRegistry: build,
     markFile,
     waitFor: (name, predicate, timeoutMs) => waitForStatus(registry, name, predicate, timeoutMs),
@@ -210,8 +231,18 @@ export async function createHarness(
       await keeper.stop();
       const left = [...seenPids].filter((pid) => isGroupAlive(pid));
       for (const pid of left) process.kill(-pid, "SIGKILL");
+      // Every cgroup the agents had is removed once their trees are gone; the base goes last.
+      const inCgroups = cgroups?.list().flatMap((c) => c.pids()) ?? [];
+      for (const cgroup of cgroups?.list() ?? []) cgroup.kill();
+      for (let i = 0; i < 500 && cgroups?.list().some((c) => c.populated()); i++) {
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      }
+      const cgroupLeft = cgroups !== undefined && !cgroups.close() && existsSync(cgroups.base);
       await rm(dir, { recursive: true, force: true });
       if (left.length > 0) throw new Error(`process groups left behind: ${left.join(", ")}`);
+      if (inCgroups.length > 0)
+        throw new Error(`processes left in cgroups: ${inCgroups.join(", ")}`);
+      if (cgroupLeft) throw new Error(`cgroups left behind under ${cgroups?.base}`);
     },
   };
 }

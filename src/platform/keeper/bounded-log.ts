@@ -8,16 +8,23 @@
  * microseconds, and the size in memory is then always the size on disk. A write that fails
  * (disk full, read-only file system...) drops the bytes, counts them, and the next write that
  * succeeds is preceded by a line saying how many were dropped. Nothing here throws.
+ *
+ * No symbolic link is ever followed (docs/platform.md, "No symlink followed"): the live file is
+ * opened `O_NOFOLLOW` and must be a regular file, and before each rotation the path must still
+ * name the very file written (lstat). Anything else at the path (a symlink, a FIFO, a device, a
+ * directory) is refused: the output is dropped and counted, as for a full disk, until it is
+ * removed, and the reason says what was found.
  */
 import {
   closeSync,
   constants,
   fstatSync,
+  lstatSync,
   mkdirSync,
   openSync,
   readSync,
   renameSync,
-  statSync,
+  type Stats,
   unlinkSync,
   writeSync,
 } from "node:fs";
@@ -52,8 +59,9 @@ function errorCode(error: unknown): string {
 
 /** "ENOSPC: no space left on device" from a Node fs error. */
 function describeError(error: unknown): string {
+  if (error instanceof NotARegularFile) return error.message;
   const { code, message } = error as NodeJS.ErrnoException;
-  if (typeof code !== "string") return String(error);
+  if (typeof code !== "string") return error instanceof Error ? error.message : String(error);
   // Node's messages read "ENOSPC: no space left on device, write": keep the part that says why.
   const match = /^[A-Z]+: ([^,]+)/.exec(message ?? "");
   return match?.[1] === undefined ? code : `${code}: ${match[1]}`;
@@ -61,6 +69,34 @@ function describeError(error: unknown): string {
 
 function isMissing(error: unknown): boolean {
   return errorCode(error) === "ENOENT";
+}
+
+/** What a non-regular file is, for messages: "a symbolic link", "a FIFO"... */
+export function describeFileType(stats: Stats): string {
+  if (stats.isSymbolicLink()) return "a symbolic link";
+  if (stats.isFIFO()) return "a FIFO";
+  if (stats.isDirectory()) return "a directory";
+  if (stats.isSocket()) return "a socket";
+  if (stats.isCharacterDevice() || stats.isBlockDevice()) return "a device";
+  return "not a regular file";
+}
+
+/** A refusal to write through what is at the log path: carries its own message. */
+class NotARegularFile extends Error {
+  override readonly name = "NotARegularFile";
+  constructor(what: string) {
+    super(`${what}, not a regular file: refusing to write through it`);
+  }
+}
+
+/**
+ * lstat of `file`: undefined when missing, the stats of a regular file; throws NotARegularFile
+ * for anything else (never followed).
+ */
+function lstatRegular(file: string): Stats | undefined {
+  const stats = lstatSync(file, { throwIfNoEntry: false });
+  if (stats === undefined || stats.isFile()) return stats;
+  throw new NotARegularFile(describeFileType(stats));
 }
 
 /** Length of the longest prefix of `data[0, limit)` that ends with a newline (0 when none). */
@@ -75,6 +111,8 @@ export class BoundedLog {
   #maxBytes: number;
   #keep: number;
   #fd: number | undefined;
+  /** Device and inode of the live file while open: the rotation renames only that very file. */
+  #identity: { dev: number; ino: number } | undefined;
   /** Size of the live file, as written by us (equal to the size on disk). */
   #size = 0;
   /** True when the live file is empty or ends with a newline. */
@@ -107,6 +145,21 @@ export class BoundedLog {
 
   get limits(): LogLimits {
     return { maxBytes: this.#maxBytes, keep: this.#keep };
+  }
+
+  /**
+   * Why the live file cannot be written now, when something other than a regular file is at
+   * its path ("a symbolic link, not a regular file: refusing to write through it"); undefined
+   * otherwise (open, or failing for another reason such as a full disk).
+   */
+  get refusal(): string | undefined {
+    if (this.#fd !== undefined) return undefined;
+    try {
+      lstatRegular(this.path);
+      return undefined;
+    } catch (error) {
+      return error instanceof NotARegularFile ? error.message : undefined;
+    }
   }
 
   /** New limits: a smaller `maxBytes` rotates before the next write, a smaller `keep` deletes files now. */
@@ -167,6 +220,7 @@ export class BoundedLog {
       this.#fail(error);
     }
     this.#fd = undefined;
+    this.#identity = undefined;
   }
 
   #rotated(index: number): string {
@@ -192,8 +246,17 @@ export class BoundedLog {
     if (this.#fd !== undefined) return true;
     let fd: number | undefined;
     try {
-      fd = openSync(this.path, constants.O_RDWR | constants.O_APPEND | constants.O_CREAT, 0o640);
-      const size = fstatSync(fd).size;
+      // Checked before opening, so that nothing else (a FIFO, a device) is ever opened; then
+      // O_NOFOLLOW and fstat close the race with a swap between the two.
+      lstatRegular(this.path);
+      fd = openSync(
+        this.path,
+        constants.O_RDWR | constants.O_APPEND | constants.O_CREAT | constants.O_NOFOLLOW,
+        0o640,
+      );
+      const opened = fstatSync(fd);
+      if (!opened.isFile()) throw new NotARegularFile(describeFileType(opened));
+      const size = opened.size;
       let atLineStart = true;
       if (size > 0) {
         const last = Buffer.alloc(1);
@@ -201,13 +264,16 @@ export class BoundedLog {
         atLineStart = last[0] === NEWLINE;
       }
       this.#fd = fd;
+      this.#identity = { dev: opened.dev, ino: opened.ino };
       this.#size = size;
       this.#atLineStart = atLineStart;
       this.#lastProblem = "";
       return true;
     } catch (error) {
+      // ELOOP: a symbolic link appeared between the lstat and the open.
+      const refused = errorCode(error) === "ELOOP" ? new NotARegularFile("a symbolic link") : error;
       if (fd !== undefined) closeSync(fd);
-      this.#fail(error);
+      this.#fail(refused);
       return false;
     }
   }
@@ -260,9 +326,16 @@ export class BoundedLog {
    * file. With keep 0 the live file is removed. False when a rename or the new file failed.
    */
   #rotate(): boolean {
+    const identity = this.#identity;
     this.close();
     this.stats.rotations += 1;
     try {
+      // The path must still name the file written: something put in its place (a symbolic
+      // link to another file) is neither renamed into the chain nor removed; it is refused.
+      const live = lstatRegular(this.path);
+      if (live !== undefined && (live.dev !== identity?.dev || live.ino !== identity.ino)) {
+        throw new Error("replaced by another file while it was written: not rotated");
+      }
       if (this.#keep === 0) {
         ignoreMissing(() => unlinkSync(this.path));
       } else {
@@ -304,12 +377,7 @@ function ignoreMissing(action: () => void): void {
   }
 }
 
+/** True when something is at `file` (never followed: a dangling symlink exists too). */
 function exists(file: string): boolean {
-  try {
-    statSync(file);
-    return true;
-  } catch {
-    // Missing (or unreadable, which rename would report).
-    return false;
-  }
+  return lstatSync(file, { throwIfNoEntry: false }) !== undefined;
 }

@@ -14,6 +14,7 @@ import {
   readFileSync,
   readSync,
   renameSync,
+  rmSync,
   unlinkSync,
   writeFileSync,
 } from "node:fs";
@@ -49,19 +50,42 @@ class Stream {
   readonly #keeperLog: KeeperLog;
   #closed = false;
 
-  /** @throws the fs error when the FIFO cannot be opened, or when the path is not a FIFO. */
-  constructor(spec: StreamSpec, keeperLog: KeeperLog) {
+  /**
+   * @param refuseUnsafeLog for a new stream (`add`): refuse it when its log path holds
+   *   something other than a regular file (a symbolic link...), so that the agent's start fails
+   *   with that reason. A stream restored from the state file is opened anyway (its agent may be
+   *   running and must not block): its output is dropped and counted until the path is fixed.
+   * @throws the fs error when the FIFO cannot be opened, or when the path is not a FIFO (a
+   *   symbolic link is never followed); Error when `refuseUnsafeLog` refuses the log.
+   */
+  constructor(spec: StreamSpec, keeperLog: KeeperLog, refuseUnsafeLog = false) {
     this.spec = spec;
     this.#keeperLog = keeperLog;
-    const fd = openSync(spec.fifo, constants.O_RDWR | constants.O_NONBLOCK);
+    let fd: number;
+    try {
+      fd = openSync(spec.fifo, constants.O_RDWR | constants.O_NONBLOCK | constants.O_NOFOLLOW);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === "ELOOP") {
+        throw new Error(`${spec.fifo} is a symbolic link, not a FIFO: refusing to read it`);
+      }
+      throw error;
+    }
     if (!fstatSync(fd).isFIFO()) {
       closeSync(fd);
       throw new Error(`${spec.fifo} is not a FIFO`);
     }
-    this.#fd = fd;
     this.#log = new BoundedLog(spec.log, spec, (problem) =>
       keeperLog("warn", "log write failed", { stream: spec.name, problem }),
     );
+    // A refused log was reported by its onError ("log write failed"); a restored stream reads
+    // on, dropping and counting what it cannot write.
+    const refusal = refuseUnsafeLog ? this.#log.refusal : undefined;
+    if (refusal !== undefined) {
+      this.#log.close();
+      closeSync(fd);
+      throw new Error(`${spec.log} is ${refusal}`);
+    }
+    this.#fd = fd;
     // Holding the FIFO read-write, the keeper never sees end-of-file: the same reader serves
     // every process of the agent. `onread` hands each read over in a fixed buffer (no
     // allocation per chunk) and makes pause() stop reading at once (for a handover).
@@ -147,7 +171,13 @@ export class Keeper {
   restore(): void {
     let text: string;
     try {
-      text = readFileSync(this.#stateFile, "utf8");
+      // Never through a symbolic link (ELOOP): the keeper must not read another file as its own.
+      const fd = openSync(this.#stateFile, constants.O_RDONLY | constants.O_NOFOLLOW);
+      try {
+        text = readFileSync(fd, "utf8");
+      } finally {
+        closeSync(fd);
+      }
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== "ENOENT") {
         this.#log("warn", "cannot read the state file", { error: String(error) });
@@ -159,8 +189,9 @@ export class Keeper {
       const doc = JSON.parse(text) as { version?: unknown; streams?: unknown };
       if (doc.version === KEEPER_STATE_VERSION && Array.isArray(doc.streams)) streams = doc.streams;
       else this.#log("warn", "state file has an unknown layout; ignoring it");
-    } catch (error) {
-      this.#log("warn", "state file is not JSON; ignoring it", { error: String(error) });
+    } catch {
+      // V8's message quotes the text: never copy a file's content into a log.
+      this.#log("warn", "state file is not JSON; ignoring it");
     }
     for (const value of streams) {
       const problem = streamSpecProblem(value);
@@ -195,7 +226,7 @@ export class Keeper {
     } else {
       current?.close();
       this.#streams.delete(spec.name);
-      this.#open(spec);
+      this.#open(spec, true);
     }
     this.#save();
   }
@@ -235,11 +266,15 @@ export class Keeper {
     this.#streams.clear();
   }
 
-  #open(spec: StreamSpec): void {
-    this.#streams.set(spec.name, new Stream(spec, this.#log));
+  #open(spec: StreamSpec, refuseUnsafeLog = false): void {
+    this.#streams.set(spec.name, new Stream(spec, this.#log, refuseUnsafeLog));
   }
 
-  /** Writes the state file (temp file, rename). A failure is logged; the streams carry on. */
+  /**
+   * Writes the state file (temp file, rename). The temp file is created afresh (`wx`: a
+   * symbolic link left at its path is removed, never written through). A failure is logged;
+   * the streams carry on.
+   */
   #save(): void {
     const doc = {
       version: KEEPER_STATE_VERSION,
@@ -247,7 +282,8 @@ export class Keeper {
     };
     const temp = `${this.#stateFile}.tmp`;
     try {
-      writeFileSync(temp, `${JSON.stringify(doc, null, 2)}\n`, { mode: 0o600 });
+      rmSync(temp, { force: true });
+      writeFileSync(temp, `${JSON.stringify(doc, null, 2)}\n`, { mode: 0o600, flag: "wx" });
       renameSync(temp, this.#stateFile);
     } catch (error) {
       this.#log("warn", "cannot save the state file", { error: String(error) });

@@ -1,4 +1,5 @@
-import { mkdir, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { execFileSync } from "node:child_process";
+import { lstat, mkdir, readFile, rename, rm, stat, symlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { BoundedLog, DROPPED_MARKER } from "../../../src/platform/keeper/bounded-log.ts";
@@ -130,5 +131,68 @@ describe("BoundedLog", () => {
       `${DROPPED_MARKER} 209 bytes of output: ENOENT: no such file or directory\nafter\n`,
     );
     expect(log.stats).toMatchObject({ written: 7 + 6, dropped: 209 });
+  });
+});
+
+describe("BoundedLog and what else may be at its path (issue 13)", () => {
+  it("never appends through a symbolic link at the log path, counting the output as dropped until it is removed", async () => {
+    const dir = await dirs.make();
+    const victim = join(dir, "victim");
+    await writeFile(victim, "precious\n");
+    const logPath = join(dir, "a.log");
+    await symlink(victim, logPath);
+    const problems: string[] = [];
+    const log = new BoundedLog(logPath, { maxBytes: 200, keep: 2 }, (p) => problems.push(p));
+    expect(log.refusal).toBe("a symbolic link, not a regular file: refusing to write through it");
+    for (let i = 0; i < 10; i++) log.write(Buffer.from(`output ${i}\n`));
+    expect(await readFile(victim, "utf8")).toBe("precious\n");
+    expect((await lstat(logPath)).isSymbolicLink()).toBe(true); // not renamed into the chain
+    expect(logFiles(logPath)).toEqual([logPath]);
+    expect(log.stats).toMatchObject({ written: 0, dropped: 90 });
+    expect(problems).toEqual([
+      `${logPath}: a symbolic link, not a regular file: refusing to write through it`,
+    ]);
+    await rm(logPath);
+    log.write(Buffer.from("back\n"));
+    log.close();
+    expect(await readFile(logPath, "utf8")).toBe(
+      `${DROPPED_MARKER} 90 bytes of output: a symbolic link, not a regular file: refusing to write through it\nback\n`,
+    );
+  });
+
+  it("refuses a FIFO or a directory at the log path without blocking", async () => {
+    const dir = await dirs.make();
+    const fifoPath = join(dir, "fifo.log");
+    execFileSync("mkfifo", [fifoPath]);
+    const viaFifo = new BoundedLog(fifoPath, { maxBytes: 1000, keep: 1 });
+    viaFifo.write(Buffer.from("x\n"));
+    expect(viaFifo.refusal).toBe("a FIFO, not a regular file: refusing to write through it");
+    expect(viaFifo.stats.dropped).toBe(2);
+    const dirPath = join(dir, "dir.log");
+    await mkdir(dirPath);
+    const viaDir = new BoundedLog(dirPath, { maxBytes: 1000, keep: 1 });
+    viaDir.write(Buffer.from("y\n"));
+    expect(viaDir.refusal).toMatch(/^a directory/);
+    expect(viaDir.stats.dropped).toBe(2);
+  });
+
+  it("does not rotate a symbolic link put in place of the live file, nor anything behind it", async () => {
+    const dir = await dirs.make();
+    const victim = join(dir, "victim");
+    await writeFile(victim, "precious\n");
+    const logPath = join(dir, "a.log");
+    const log = new BoundedLog(logPath, { maxBytes: 30, keep: 2 });
+    log.write(Buffer.from("first line\n"));
+    // Swapped while the keeper holds the file open: the old file moved away, a link in its place.
+    await rename(logPath, join(dir, "moved-away"));
+    await symlink(victim, logPath);
+    log.write(Buffer.from(`${"z".repeat(25)}\n`)); // does not fit: a rotation is due
+    log.write(Buffer.from("more\n"));
+    log.close();
+    expect(await readFile(victim, "utf8")).toBe("precious\n");
+    expect((await lstat(logPath)).isSymbolicLink()).toBe(true);
+    expect(logFiles(logPath)).toEqual([logPath]); // nothing renamed to .1
+    expect(await readFile(join(dir, "moved-away"), "utf8")).toBe("first line\n");
+    expect(log.stats.dropped).toBe(26 + 5);
   });
 });
