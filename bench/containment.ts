@@ -98,14 +98,17 @@ async function spawnSeries(
 
 async function checkSeries(tree: ProcessTree, port: number): Promise<void> {
   const cached = createPortOwnerCheck({ maxAgeMs: Number.POSITIVE_INFINITY });
+  // Each call's probe "began" now, so the shared check reads the tables again unless remembered.
+  const fresh = createPortOwnerCheck({ maxAgeMs: 0 });
   for (const [name, check] of [
-    ["full: /proc/net/tcp{,6} + fds", foreignListener],
-    ["remembered: the tree's fds only", cached],
+    ["full, on the event loop: /proc/net/tcp{,6} + fds", async () => foreignListener(port, tree)],
+    ["full, tables read in the thread pool", () => fresh(port, tree, nowMs())],
+    ["remembered: the tree's fds only", () => cached(port, tree, nowMs())],
   ] as const) {
     const samples: number[] = [];
     for (let i = 0; i < CHECKS; i++) {
       const start = nowMs();
-      const holder = check(port, tree);
+      const holder = await check();
       samples.push(nowMs() - start);
       if (holder !== undefined)
         throw new Error(`the agent's own port reported held by ${holder.pid}`);

@@ -8,6 +8,7 @@
  */
 import {
   findSocketHolder,
+  listeningInodesByPort,
   type PortHolder,
   socketInodesOnPort,
   socketsHeldBy,
@@ -48,32 +49,52 @@ export function foreignListener(
 export interface PortOwnerCheckOptions {
   /**
    * How long a passed check is trusted while the tree still holds the very sockets it had, ms
-   * (default 10 000). Reading `/proc/net/tcp` walks the kernel's whole connection table (about
-   * 1 ms per file with 262,144 buckets, measured), so a liveness round does it at most this
-   * often per agent.
+   * (default 10 000).
    */
   readonly maxAgeMs?: number;
   readonly now?: () => number;
-  /** The LISTEN socket inodes on a port (the /proc tables by default; tests count the reads). */
-  readonly listeners?: (port: number) => Set<string>;
+  /**
+   * All listening socket inodes by port, read now (the /proc tables by default, in the thread
+   * pool; tests count the reads).
+   */
+  readonly readListeners?: () => Promise<Map<number, Set<string>>>;
 }
 
+/** A port-owner check: the foreign holder of `port`, or undefined when the tree holds it. */
+export type PortOwnerCheck = (
+  port: number,
+  tree: ProcessTree,
+  /** When the probe that was answered began (`now()`'s clock): the tables must be newer. */
+  probedAtMs: number,
+) => Promise<PortHolder | undefined>;
+
 /**
- * {@link foreignListener} with a memory per tree: after a check passed, the next ones within
- * `maxAgeMs` only ask whether the tree still holds the same listening sockets (its fds, tens of
- * microseconds); the tables are read again when it does not, or when the memory is older. The
- * first successful probe of every process (its start) always reads them. A foreign listener
- * added meanwhile on another address of the port (the agent on ::1, another process on
- * 127.0.0.1) is seen within `maxAgeMs`.
+ * {@link foreignListener} for many agents at once, cheaply:
+ *
+ * - a memory per tree: after a check passed, the next ones within `maxAgeMs` only ask whether the
+ *   tree still holds the same listening sockets (its fds, tens of microseconds);
+ * - one read of the socket tables serves every check whose probe began before the read did
+ *   (agents started together probe in step, so a round of a hundred liveness probes costs a read
+ *   or two instead of a hundred). That is sound because the server that answered a probe was
+ *   listening when the probe connected, after it began, so it is in any table read since; a read
+ *   that shows nothing on the port is repeated fresh before it counts as "nothing to tell".
+ *
+ * A foreign listener added meanwhile on another address of the port (the agent on ::1, another
+ * process on 127.0.0.1) is seen within `maxAgeMs`. The first successful probe of every process
+ * (its start) always reads the tables.
  */
-export function createPortOwnerCheck(
-  options: PortOwnerCheckOptions = {},
-): (port: number, tree: ProcessTree) => PortHolder | undefined {
+export function createPortOwnerCheck(options: PortOwnerCheckOptions = {}): PortOwnerCheck {
   const maxAgeMs = options.maxAgeMs ?? 10_000;
   const now = options.now ?? (() => performance.now());
-  const listeners = options.listeners ?? ((p) => socketInodesOnPort(p, { bound: false }));
+  const readListeners = options.readListeners ?? listeningInodesByPort;
   const passed = new WeakMap<ProcessTree, { port: number; inodes: Set<string>; atMs: number }>();
-  return (port, tree) => {
+  let latest: { readonly startedAtMs: number; readonly tables: Promise<Map<number, Set<string>>> };
+  latest = { startedAtMs: Number.NEGATIVE_INFINITY, tables: Promise.resolve(new Map()) };
+  const listenersSince = async (port: number, sinceMs: number): Promise<Set<string>> => {
+    if (latest.startedAtMs < sinceMs) latest = { startedAtMs: now(), tables: readListeners() };
+    return (await latest.tables).get(port) ?? new Set();
+  };
+  return async (port, tree, probedAtMs) => {
     const last = passed.get(tree);
     if (
       last !== undefined &&
@@ -83,7 +104,9 @@ export function createPortOwnerCheck(
     ) {
       return undefined;
     }
-    const inodes = listeners(port);
+    let inodes = await listenersSince(port, probedAtMs);
+    // Nothing listening in a shared read: make sure with one of our own.
+    if (inodes.size === 0) inodes = await listenersSince(port, now());
     const holder = foreignListener(port, tree, () => inodes);
     if (holder === undefined && inodes.size > 0) passed.set(tree, { port, inodes, atMs: now() });
     else passed.delete(tree);

@@ -109,10 +109,16 @@ export class AgentEncoder {
   readonly #agents = new Map<string, { status: AgentStatus; bytes: Uint8Array }>();
   readonly #events = new WeakMap<AgentChange, EncodedMessage<typeof WatchHealthResponseSchema>>();
 
-  /** The `Agent` encoding of `status`, encoded again only when the status differs. */
+  /**
+   * The `Agent` encoding of `status`, encoded again only when the status differs. A backend that
+   * hands out the same object until the agent changes (the local supervisor does) is answered by
+   * identity; a fresh but equal object is compared member by member.
+   */
   agent(status: AgentStatus): Uint8Array {
     const cached = this.#agents.get(status.name);
-    if (cached !== undefined && sameStatus(cached.status, status)) return cached.bytes;
+    if (cached !== undefined && (cached.status === status || sameStatus(cached.status, status))) {
+      return cached.bytes;
+    }
     const bytes = toBinary(AgentSchema, agentToProto(status));
     this.#agents.set(status.name, { status, bytes });
     return bytes;

@@ -45,6 +45,14 @@ export class AgentRunner {
   readonly #host: RunnerHost;
   readonly #logPath: string;
   #machine: AgentMachine<AgentDefinition>;
+  /**
+   * The status of one machine value: the machine is immutable and replaced by every reduction,
+   * so its status is built once per change, not on every status call (a ListAgents of 100 agents
+   * built 100 fresh objects and compared each with the cached encoding's, field by field).
+   */
+  #status:
+    | { readonly machine: AgentMachine<AgentDefinition>; readonly status: AgentStatus }
+    | undefined;
   readonly #inbox: Event[] = [];
   #draining = false;
   readonly #waiters: RunnerWaiters;
@@ -125,11 +133,17 @@ export class AgentRunner {
     );
   }
 
+  /** The agent's full status; the same object until the agent changes. */
   status(): AgentStatus {
-    return statusOf(this.#machine, {
-      logPath: this.#logPath,
-      defaultMaxRestarts: this.#deps.defaults.maxRestarts,
-    });
+    const machine = this.#machine;
+    if (this.#status?.machine !== machine) {
+      const status = statusOf(machine, {
+        logPath: this.#logPath,
+        defaultMaxRestarts: this.#deps.defaults.maxRestarts,
+      });
+      this.#status = { machine, status: Object.freeze(status) };
+    }
+    return this.#status.status;
   }
 
   /** A re-discovered definition: a live agent keeps its own until its next start. */

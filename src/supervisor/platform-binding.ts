@@ -74,11 +74,12 @@ export function createRunnerPlatform(options: RunnerPlatformOptions): RunnerPlat
       return result;
     },
     async probe(probeOptions) {
+      const probedAtMs = performance.now();
       const result = await probeHttp(probeOptions);
       const { tree } = probeOptions;
       // Only an answer needs its owner checked: the start probes every 100 ms stay cheap.
       if (!result.ok || tree === undefined) return { ok: result.ok, message: result.message };
-      const holder = foreignListener(probeOptions.port, tree);
+      const holder = await foreignListener(probeOptions.port, tree, probedAtMs);
       if (holder === undefined) return { ok: true, message: result.message };
       const who =
         holder.pid === 0 ? "not visible to the daemon" : `pid ${holder.pid}, ${holder.command}`;

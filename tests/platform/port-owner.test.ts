@@ -9,7 +9,7 @@ import { fileURLToPath } from "node:url";
 import { afterEach, describe, expect, it } from "vitest";
 import { createPortOwnerCheck, foreignListener } from "../../src/platform/port-owner.ts";
 import { readProcStat } from "../../src/platform/proc-info.ts";
-import { socketInodesOnPort } from "../../src/platform/proc-sockets.ts";
+import { listeningInodesByPort } from "../../src/platform/proc-sockets.ts";
 import { processTree } from "../../src/platform/process-tree.ts";
 import { spawnAgent } from "../../src/platform/spawn-agent.ts";
 import { terminateGroup } from "../../src/platform/terminate-group.ts";
@@ -89,16 +89,16 @@ describe("foreignListener", () => {
     const check = createPortOwnerCheck({
       maxAgeMs: 1_000,
       now: () => nowMs,
-      listeners: (p) => {
+      readListeners: () => {
         reads += 1;
-        return socketInodesOnPort(p, { bound: false });
+        return listeningInodesByPort();
       },
     });
-    expect(check(port, tree)).toBeUndefined();
-    expect(check(port, tree)).toBeUndefined();
+    expect(await check(port, tree, nowMs)).toBeUndefined();
+    expect(await check(port, tree, nowMs)).toBeUndefined();
     expect(reads).toBe(1); // the tree still holds its listening socket: trusted
     nowMs = 1_000;
-    expect(check(port, tree)).toBeUndefined();
+    expect(await check(port, tree, nowMs)).toBeUndefined();
     expect(reads).toBe(2); // too old: read again
     // The agent is gone and another process listens on its port: seen at once.
     await terminateGroup(agent.pgid, { stopTimeoutMs: 5_000, exited: agent.exited, tree });
@@ -106,11 +106,63 @@ describe("foreignListener", () => {
     server.listen(port, "127.0.0.1");
     await once(server, "listening");
     try {
-      expect(check(port, tree)?.pid).toBe(process.pid);
+      nowMs = 1_001;
+      expect((await check(port, tree, nowMs))?.pid).toBe(process.pid);
       expect(reads).toBe(3);
     } finally {
       server.close();
       await once(server, "close");
+    }
+  });
+
+  it("serves every check whose probe began before one read of the tables with that read", async () => {
+    const dir = await dirs.make();
+    const trees = [];
+    const ports: number[] = [];
+    const agents = [];
+    for (let i = 0; i < 3; i++) {
+      const logPath = join(dir, `agent-${i}.log`);
+      const agent = await spawnAgent({
+        argv: [process.execPath, FAULT_AGENT],
+        cwd: dir,
+        env: { PORT: "0" },
+        output: { file: logPath },
+      });
+      tracker.track(agent.pid);
+      agents.push(agent);
+      ports.push(Number((await waitForLogLine(logPath, /^READY (\d+)$/))[1]));
+      trees.push(processTree({ group: agent.pgid }));
+    }
+    let reads = 0;
+    let nowMs = 10;
+    const check = createPortOwnerCheck({
+      now: () => nowMs,
+      readListeners: () => {
+        reads += 1;
+        return listeningInodesByPort();
+      },
+    });
+    // Three probes began at 5, before the first check's read at 10: one read for all three.
+    const verdicts = await Promise.all(trees.map((tree, i) => check(ports[i] ?? 0, tree, 5)));
+    expect(verdicts).toEqual([undefined, undefined, undefined]);
+    expect(reads).toBe(1);
+    // A probe that began after that read needs a read of its own.
+    nowMs = 20;
+    const impostor = await listening("127.0.0.1");
+    try {
+      const tree = trees[0];
+      if (tree === undefined) throw new Error("no tree");
+      expect((await check(impostor.port, tree, 15))?.pid).toBe(process.pid);
+      expect(reads).toBe(2);
+    } finally {
+      await impostor.close();
+    }
+    for (const [i, agent] of agents.entries()) {
+      await terminateGroup(agent.pgid, {
+        stopTimeoutMs: 5_000,
+        exited: agent.exited,
+        tree: trees[i],
+      });
     }
   });
 });

@@ -33,6 +33,17 @@ describe("agent runner on real processes", () => {
     expect(isGroupAlive(status.pid)).toBe(false);
   });
 
+  it("hands out one frozen status object per change, so encoders can compare by identity", async () => {
+    harness = await createHarness({ alpha: faultAgentToml("alpha") });
+    const before = harness.registry.status("alpha");
+    expect(harness.registry.status("alpha")).toBe(before);
+    expect(Object.isFrozen(before)).toBe(true);
+    const running = await harness.registry.deploy("alpha");
+    expect(running).not.toBe(before);
+    expect(harness.registry.status("alpha")).toBe(harness.registry.status("alpha"));
+    await harness.registry.undeploy("alpha");
+  });
+
   it("leases ports sequentially and reuses a released port", async () => {
     harness = await createHarness({
       a: faultAgentToml("a"),
