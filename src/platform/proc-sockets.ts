@@ -70,9 +70,9 @@ export async function listeningInodesByPort(): Promise<Map<number, Set<string>>>
       if (local === undefined || fields[3] !== "0A" || inode === undefined || inode === "0")
         continue;
       const port = Number.parseInt(local.slice(local.lastIndexOf(":") + 1), 16);
-      let inodes = byPort.get(port);
-      if (inodes === undefined) byPort.set(port, (inodes = new Set()));
+      const inodes = byPort.get(port) ?? new Set<string>();
       inodes.add(inode);
+      byPort.set(port, inodes);
     }
   }
   return byPort;
