@@ -7,26 +7,13 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { createServer, type Server, type Socket } from "node:net";
 import os from "node:os";
 import path from "node:path";
-import { afterEach, describe, expect, it } from "vitest";
-import { isGroupAlive } from "../../src/platform/terminate-group.ts";
+import { describe, expect, it } from "vitest";
 import { type Daemon, startDaemon, workspace } from "../e2e/daemon.ts";
 import { faultAgentToml } from "../supervisor/harness.ts";
-import { Children, cliEnv, closedPort, runCli, spawnCli } from "./helpers.ts";
+import { cliEnv, closedPort, runCli, spawnCli } from "./helpers.ts";
+import { realDaemonScope } from "./real-daemon-scope.ts";
 
-const children = new Children();
-const daemons: Daemon[] = [];
-const cleanups: (() => Promise<void>)[] = [];
-const pids = new Set<number>();
-
-afterEach(async () => {
-  await children.killAll();
-  for (const daemon of daemons.splice(0)) expect(await daemon.stop("SIGTERM")).toBe(0);
-  const left = [...pids].filter(isGroupAlive);
-  for (const pid of left) process.kill(-pid, "SIGKILL");
-  pids.clear();
-  for (const cleanup of cleanups.splice(0)) await cleanup();
-  expect(left).toEqual([]);
-});
+const { children, daemons, cleanups, pids } = realDaemonScope();
 
 /** Port ranges of this file, away from the other tests' ranges. */
 const basePort = 33_000 + (process.pid % 40) * 25;

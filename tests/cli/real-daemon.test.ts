@@ -2,26 +2,13 @@
  * The CLI against the real daemon (`atoll-deploy serve` as a child process) supervising the
  * fault-agent fixture: the whole path from argv to a process on a leased port and back.
  */
-import { afterEach, describe, expect, it } from "vitest";
-import { isGroupAlive } from "../../src/platform/terminate-group.ts";
-import { type Daemon, startDaemon, workspace } from "../e2e/daemon.ts";
+import { describe, expect, it } from "vitest";
+import { startDaemon, workspace } from "../e2e/daemon.ts";
 import { faultAgentToml } from "../supervisor/harness.ts";
-import { Children, runCli, spawnCli } from "./helpers.ts";
+import { runCli, spawnCli } from "./helpers.ts";
+import { realDaemonScope } from "./real-daemon-scope.ts";
 
-const children = new Children();
-const daemons: Daemon[] = [];
-const cleanups: (() => Promise<void>)[] = [];
-const pids = new Set<number>();
-
-afterEach(async () => {
-  await children.killAll();
-  for (const daemon of daemons.splice(0)) expect(await daemon.stop("SIGTERM")).toBe(0);
-  const left = [...pids].filter(isGroupAlive);
-  for (const pid of left) process.kill(-pid, "SIGKILL");
-  pids.clear();
-  for (const cleanup of cleanups.splice(0)) await cleanup();
-  expect(left).toEqual([]);
-});
+const { children, daemons, cleanups, pids } = realDaemonScope();
 
 /** A port range of this test file, away from the e2e tests' ranges. */
 const basePort = 29_000 + (process.pid % 40) * 25;

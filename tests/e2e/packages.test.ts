@@ -7,27 +7,15 @@ import { randomBytes } from "node:crypto";
 import { lstat, mkdir, mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { AgentState } from "../../gen/atoll/deployment/v1/agent_pb.ts";
 import { isGroupAlive } from "../../src/platform/terminate-group.ts";
-import { Children, runCli } from "../cli/helpers.ts";
+import { runCli } from "../cli/helpers.ts";
+import { realDaemonScope } from "../cli/real-daemon-scope.ts";
 import { tarGz } from "../packages/archives.ts";
-import { type Daemon, startDaemon, workspace } from "./daemon.ts";
+import { startDaemon, workspace } from "./daemon.ts";
 
-const children = new Children();
-const daemons: Daemon[] = [];
-const cleanups: (() => Promise<void>)[] = [];
-const pids = new Set<number>();
-
-afterEach(async () => {
-  await children.killAll();
-  for (const daemon of daemons.splice(0)) expect(await daemon.stop("SIGTERM")).toBe(0);
-  const left = [...pids].filter(isGroupAlive);
-  for (const pid of left) process.kill(-pid, "SIGKILL");
-  pids.clear();
-  for (const cleanup of cleanups.splice(0)) await cleanup();
-  expect(left).toEqual([]);
-});
+const { children, daemons, cleanups, pids } = realDaemonScope();
 
 /** A port range of this test file, away from the other tests' ranges. */
 const basePort = 31_000 + (process.pid % 40) * 25;
